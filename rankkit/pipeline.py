@@ -1,0 +1,286 @@
+"""Stages and pipelines: composable retrieval as values (PyTerrier-style operators).
+
+A *stage* maps ``(queries, run | None) -> Run``. Retrievers ignore the incoming run;
+rerankers rescore it; cutoffs and fusions transform it. Stages compose with
+``a >> b`` (then), ``a % k`` (keep top k) and :func:`fuse` (ranx fusion), and a
+:class:`Pipeline` is itself a stage. Pipelines are built from YAML files
+(:meth:`Pipeline.from_yaml`) through a registry of stage types, each with a dataclass
+config, so an unknown option is an error naming the file and key.
+
+Expensive stages can cache their output run on disk, keyed by the stage's config,
+the corpus fingerprint, the queries and the incoming run's fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rankkit.config import from_mapping, load_yaml, to_mapping
+from rankkit.errors import ConfigError
+from rankkit.types import Query, Run, as_queries
+
+log = logging.getLogger(__name__)
+
+
+def _queries_hash(queries: Sequence[Query]) -> str:
+    h = hashlib.sha256()
+    for q in queries:
+        h.update(f"{q.qid}\t{q.text}\n".encode())
+    return h.hexdigest()
+
+
+class Stage:
+    """Base class of every pipeline stage.
+
+    Subclasses implement :meth:`transform`. Set ``cache_dir`` (or pass it to the
+    constructor of an expensive stage) to cache output runs; :meth:`cache_spec`
+    must then describe everything that determines the output.
+    """
+
+    name: str = "stage"
+    cache_dir: Path | None = None
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        """Produce the output run; implemented by each stage."""
+        raise NotImplementedError(f"{type(self).__name__} must implement transform()")
+
+    def cache_spec(self) -> dict[str, Any] | None:
+        """A JSON-able description of this stage for cache keys (``None``: never cache)."""
+        return None
+
+    def __call__(self, queries: Sequence[Query] | Any, run: Run | None = None) -> Run:
+        """Run the stage on ``queries`` (Query objects, ``(qid, text)`` pairs, or a mapping)."""
+        queries = as_queries(queries)
+        spec = self.cache_spec() if self.cache_dir is not None else None
+        if spec is None:
+            return self.transform(queries, run)
+        key = hashlib.sha256(
+            json.dumps(
+                {"stage": type(self).__name__, "spec": spec, "queries": _queries_hash(queries),
+                 "run": run.fingerprint() if run is not None else None},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()[:32]
+        path = Path(self.cache_dir) / "runs" / f"{key}.trec"
+        if path.exists():
+            log.info("%s: loading cached run %s", self.name, path)
+            return Run.from_trec(path, name=self.name)
+        out = self.transform(queries, run)
+        out.to_trec(path, tag="cache")
+        return out
+
+    def __rshift__(self, other: Stage) -> Pipeline:
+        return Pipeline([self, other])
+
+    def __mod__(self, k: int) -> Pipeline:
+        return Pipeline([self, Cutoff(k)])
+
+    def __or__(self, other: Stage) -> Fuse:
+        return Fuse([self, other])
+
+
+class Pipeline(Stage):
+    """A sequence of stages applied in order; itself a stage."""
+
+    def __init__(self, stages: Sequence[Stage], name: str | None = None) -> None:
+        flat: list[Stage] = []
+        for s in stages:
+            if not isinstance(s, Stage):
+                raise TypeError(f"pipeline stages must be Stage objects, got {type(s).__name__}")
+            flat.extend(s.stages if isinstance(s, Pipeline) and s.name == Pipeline.name else [s])
+        if not flat:
+            raise ConfigError("a pipeline needs at least one stage")
+        self.stages = flat
+        if name:
+            self.name = name
+
+    name = "pipeline"
+
+    def __repr__(self) -> str:
+        return " >> ".join(repr(s) for s in self.stages)
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        for stage in self.stages:
+            run = stage(queries, run)
+        assert run is not None
+        return run.with_name(self.name) if self.name != Pipeline.name else run
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], dataset: Any = None, **overrides: Any) -> Pipeline:
+        """Build a pipeline from a YAML file in ``pipelines/``.
+
+        ``dataset`` binds retrievers to a corpus. ``overrides`` (e.g.
+        ``cache_dir=...``, ``show_progress=False``) are passed to every stage that
+        accepts them. Unknown keys raise :class:`ConfigError` naming the file and key.
+        """
+        path = Path(path)
+        spec = load_yaml(path)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: a pipeline file must be a mapping with a 'stages' list")
+        for key in spec:
+            if key not in {"name", "description", "stages"}:
+                raise ConfigError(f"{path}: unknown top-level key {key!r}; allowed: name, description, stages")
+        if "stages" not in spec:
+            raise ConfigError(f"{path}: missing key 'stages'")
+        stages = build_stages(spec["stages"], dataset, base=path.parent, where=f"{path}: stages", overrides=overrides)
+        return cls(stages, name=str(spec.get("name") or path.stem))
+
+
+class Cutoff(Stage):
+    """Keep the top ``k`` documents of each query."""
+
+    def __init__(self, k: int) -> None:
+        if int(k) < 1:
+            raise ConfigError(f"cutoff k must be >= 1, got {k}")
+        self.k = int(k)
+        self.name = f"top{self.k}"
+
+    def __repr__(self) -> str:
+        return f"Cutoff({self.k})"
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        if run is None:
+            raise ConfigError("a cutoff needs an incoming run (put it after a retriever)")
+        return run.top_k(self.k)
+
+
+@dataclass
+class FuseConfig:
+    """Options of :func:`fuse` (ranx.fuse): method, score normalisation and parameters."""
+
+    method: str = "rrf"
+    norm: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: list[Any] = field(default_factory=list)
+    name: str | None = None
+
+
+_RANK_METHODS = {"rrf", "rbc", "isr", "log_isr", "logn_isr", "borda_fuse", "condorcet", "bayesfuse", "posfuse", "probfuse", "segfuse", "slidefuse", "mapfuse", "w_bordafuse", "w_condorcet"}
+
+
+class Fuse(Stage):
+    """Fuse the runs of several stages with :func:`ranx.fuse` (RRF, CombSUM, weighted sum, ...).
+
+    Each input stage receives the same incoming run. ``norm`` defaults to none for
+    rank-based methods (RRF and friends) and ``"min-max"`` for score-based ones.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        method: str = "rrf",
+        norm: str | None = None,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if len(stages) < 2:
+            raise ConfigError("fuse needs at least two input stages")
+        self.stages = list(stages)
+        self.method = method
+        self.norm = norm if norm is not None else (None if method in _RANK_METHODS else "min-max")
+        self.params = dict(params or {})
+        self.name = name or f"{method}({', '.join(s.name for s in self.stages)})"
+
+    def __or__(self, other: Stage) -> Fuse:
+        return Fuse([*self.stages, other], self.method, self.norm, self.params)
+
+    def __repr__(self) -> str:
+        return f"Fuse({self.stages!r}, method={self.method!r})"
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        import ranx
+
+        runs = []
+        for i, stage in enumerate(self.stages):
+            r = stage(queries, run).to_ranx()
+            r.name = f"in{i}"
+            runs.append(r)
+        fused = ranx.fuse(runs=runs, norm=self.norm, method=self.method, params=self.params or None)
+        return Run.from_ranx(fused, name=self.name)
+
+
+def fuse(stages: Sequence[Stage], method: str = "rrf", norm: str | None = None, **params: Any) -> Fuse:
+    """Fuse stages with ranx (``method``: rrf, sum, mnz, wsum, ...; ``params`` e.g. ``k=60``)."""
+    return Fuse(stages, method=method, norm=norm, params=params)
+
+
+# --- YAML stage registry ----------------------------------------------------------------
+
+StageFactory = Callable[[Any, Any, dict[str, Any]], Stage]
+_REGISTRY: dict[str, tuple[type, StageFactory]] = {}
+
+
+def register_stage(name: str, config_cls: type) -> Callable[[StageFactory], StageFactory]:
+    """Register a YAML stage type: ``factory(config, dataset, overrides) -> Stage``."""
+
+    def deco(factory: StageFactory) -> StageFactory:
+        _REGISTRY[name] = (config_cls, factory)
+        return factory
+
+    return deco
+
+
+def _load_builtin_stages() -> None:
+    # Importing these modules registers their stage types; done lazily (heavy deps).
+    import rankkit.retrieve.bm25  # noqa: F401
+    import rankkit.retrieve.dense  # noqa: F401
+
+
+def _apply_overrides(config_cls: type, values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    names = {f for f in getattr(config_cls, "__dataclass_fields__", {})}
+    merged = {k: v for k, v in overrides.items() if k in names}
+    merged.update(values)
+    return merged
+
+
+def build_stages(
+    items: Any, dataset: Any, base: Path, where: str, overrides: dict[str, Any] | None = None
+) -> list[Stage]:
+    """Turn a YAML ``stages`` list into stage objects (see :meth:`Pipeline.from_yaml`)."""
+    _load_builtin_stages()
+    overrides = overrides or {}
+    if isinstance(items, (str, dict)):
+        items = [items]
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: expected a non-empty list of stages")
+    out: list[Stage] = []
+    for i, item in enumerate(items):
+        here = f"{where}[{i}]"
+        if isinstance(item, str):  # a bare reference to another pipeline file
+            item = {"pipeline": item}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(f"{here}: each stage is a mapping with exactly one key (its type)")
+        (kind, values), = item.items()
+        if kind == "pipeline":
+            out.append(Pipeline.from_yaml(base / str(values), dataset, **overrides))
+        elif kind == "cutoff":
+            out.append(Cutoff(values))
+        elif kind == "fuse":
+            cfg = from_mapping(FuseConfig, values, f"{here}.fuse")
+            inputs = [
+                Pipeline(build_stages(inp, dataset, base, f"{here}.fuse.inputs[{j}]", overrides))
+                for j, inp in enumerate(cfg.inputs)
+            ]
+            out.append(Fuse(inputs, cfg.method, cfg.norm, cfg.params, cfg.name))
+        elif kind in _REGISTRY:
+            config_cls, factory = _REGISTRY[kind]
+            cfg = from_mapping(config_cls, _apply_overrides(config_cls, values or {}, overrides), f"{here}.{kind}")
+            out.append(factory(cfg, dataset, overrides))
+        else:
+            known = ", ".join(sorted([*_REGISTRY, "pipeline", "cutoff", "fuse"]))
+            raise ConfigError(f"{here}: unknown stage type {kind!r}; known types: {known}")
+    return out
+
+
+def stage_config(stage: Stage) -> dict[str, Any] | None:
+    """The dataclass config of a stage as a dict, when it has one (for run cards)."""
+    cfg = getattr(stage, "config", None)
+    return to_mapping(cfg) if cfg is not None else None

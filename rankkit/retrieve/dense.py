@@ -1,0 +1,330 @@
+"""Dense retrieval and reranking with bi-encoders (sentence-transformers) and FAISS.
+
+:class:`Encoder` wraps ``sentence_transformers.SentenceTransformer`` (any ST model, or
+a plain HF encoder, to which ST adds mean pooling) and encodes a whole list in one
+``encode`` call, so it runs as fast as sentence-transformers itself. Documents are
+encoded as ``title + " " + text`` (:attr:`Document.contents`), the BEIR convention.
+
+:class:`Dense` is a pipeline stage. As a first stage it builds (or loads from the
+cache) a :class:`~rankkit.index.faiss.DenseIndex` of the dataset's corpus, kept under
+``<cache>/dense/<key>`` where the key covers the corpus fingerprint, the model and
+everything that changes document vectors; then it encodes the queries and returns the
+top ``hits`` by inner product. Given an incoming run it reranks it instead: each
+candidate's score is the inner product of the query and document embeddings, with
+document vectors taken from the corpus index (``vectors``) or, with
+``encode_candidates=True``, encoded on the fly for the candidates only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rankkit import settings
+from rankkit.config import from_mapping
+from rankkit.errors import ConfigError, DatasetError, IndexMissingError
+from rankkit.models import MINILM_ID, resolve_device, resolve_model
+from rankkit.pipeline import Stage, register_stage
+from rankkit.types import Document, Query, Run
+
+if TYPE_CHECKING:
+    from rankkit.data.dataset import Dataset
+    from rankkit.index.faiss import DenseIndex
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 100_000  # documents per encode call when indexing (bounds the texts held in memory)
+_RERANK_MODES = ("auto", "never", "always")
+
+
+class Encoder:
+    """A bi-encoder: texts to float32 vectors with a ``SentenceTransformer``.
+
+    ``model`` is any HF id or local path (resolved by :func:`rankkit.models.resolve_model`);
+    ``max_length`` caps tokens per text; ``normalize`` L2-normalises outputs (off by
+    default: all-MiniLM-L6-v2 has a Normalize module already); ``query_prefix`` and
+    ``doc_prefix`` are prepended to texts (e.g. ``"query: "`` for E5). On CUDA the model
+    runs in fp16 unless ``fp16=False``. Safetensors weights only; no remote code
+    unless ``trust_remote_code``.
+    """
+
+    def __init__(
+        self,
+        model: str = MINILM_ID,
+        max_length: int = 256,
+        batch_size: int = 64,
+        normalize: bool = False,
+        device: str = "auto",
+        query_prefix: str = "",
+        doc_prefix: str = "",
+        fp16: bool = True,
+        show_progress: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model_path = resolve_model(model)
+        self.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        self.normalize = bool(normalize)
+        self.query_prefix = query_prefix
+        self.doc_prefix = doc_prefix
+        self.show_progress = bool(show_progress)
+        self.model = SentenceTransformer(self.model_path, device=self.device, trust_remote_code=trust_remote_code,
+                                         model_kwargs={"use_safetensors": True})
+        self.model.max_seq_length = int(max_length)
+        self.fp16 = bool(fp16) and self.device.startswith("cuda")
+        if self.fp16:
+            self.model.half()
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.model_path!r}, device={self.device!r}, max_length={self.max_length})"
+
+    @property
+    def max_length(self) -> int:
+        """Maximum tokens per text (longer texts are truncated)."""
+        return int(self.model.max_seq_length)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the embeddings."""
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def precision(self) -> str:
+        """``"fp16"`` or ``"fp32"``: the dtype the model computes in."""
+        return "fp16" if self.fp16 else "fp32"
+
+    def encode(self, texts: Sequence[str], prefix: str = "") -> np.ndarray:
+        """Encode ``texts`` (each prefixed with ``prefix``) into a float32 array, one row per text."""
+        items = [prefix + t for t in texts] if prefix else list(texts)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        emb = self.model.encode(items, batch_size=self.batch_size, show_progress_bar=self.show_progress,
+                                convert_to_numpy=True, normalize_embeddings=self.normalize)
+        return np.asarray(emb, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode query texts (with ``query_prefix``)."""
+        return self.encode(texts, self.query_prefix)
+
+    def encode_docs(self, docs: Sequence[Document]) -> np.ndarray:
+        """Encode documents as ``title + " " + text`` (with ``doc_prefix``)."""
+        return self.encode([d.contents for d in docs], self.doc_prefix)
+
+
+@dataclass
+class DenseConfig:
+    """Options of the dense stage (one source of truth for Python, YAML and CLI).
+
+    ``index`` is ``"flat"`` (exact) or ``"hnsw"``; ``rerank`` is ``"auto"`` (rescore an
+    incoming run when there is one), ``"never"`` (always retrieve) or ``"always"``
+    (require an incoming run). ``cache_dir`` roots both the index cache and the run
+    cache (default: the index under ``RANKKIT_CACHE_DIR``, no run cache).
+    """
+
+    model: str = MINILM_ID
+    max_length: int = 256
+    batch_size: int = 64
+    normalize: bool = False
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    hits: int = 1000
+    index: str = "flat"
+    hnsw_m: int = 32
+    ef_construction: int = 40
+    ef_search: int = 128
+    device: str = "auto"
+    fp16: bool = True
+    gpu: bool | str = "auto"
+    rerank: str = "auto"
+    encode_candidates: bool = False
+    show_progress: bool = True
+    cache_dir: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.hits < 1 or self.max_length < 1 or self.batch_size < 1:
+            raise ValueError("hits, max_length and batch_size must be >= 1")
+        if self.index not in ("flat", "hnsw"):
+            raise ValueError(f"index must be 'flat' or 'hnsw', got {self.index!r}")
+        if self.rerank not in _RERANK_MODES:
+            raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {self.rerank!r}")
+
+
+def model_identity(path_or_id: str) -> dict[str, Any]:
+    """What identifies a model's weights for cache keys: its id or path plus its files.
+
+    For a local folder: the content hash of small files (configs, tokenizer) and the
+    size and mtime of large ones (weights), so a model retrained in place changes the key.
+    """
+    folder = Path(path_or_id)
+    if not folder.is_dir():
+        return {"model": path_or_id}
+    files: dict[str, str] = {}
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder).as_posix()
+        if not f.is_file() or any(part.startswith(".") for part in rel.split("/")):
+            continue
+        st = f.stat()
+        if st.st_size <= 1 << 20:
+            files[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
+        else:
+            files[rel] = f"{st.st_size}:{st.st_mtime_ns}"
+    return {"model": str(folder.resolve()), "files": files}
+
+
+class Dense(Stage):
+    """Dense retriever / reranker over a dataset's corpus (see the module docstring).
+
+    ``Dense(dataset, model=..., hits=...)`` takes :class:`DenseConfig` options as
+    keywords; ``Dense.from_config(config, dataset)`` takes a config object.
+    """
+
+    def __init__(self, dataset: Dataset | None = None, config: DenseConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("give Dense either a config or keyword options, not both")
+        self.config = config or from_mapping(DenseConfig, options, "Dense")
+        if dataset is None:
+            raise ConfigError("the dense stage needs a dataset (its corpus is what gets indexed); "
+                              "pass dataset=... (or to Pipeline.from_yaml)")
+        self.dataset = dataset
+        self.name = self.config.name or "dense"
+        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None  # type: ignore[assignment]
+        self._encoder: Encoder | None = None
+        self._index: DenseIndex | None = None
+        self._key: str | None = None
+
+    @classmethod
+    def from_config(cls, config: DenseConfig, dataset: Dataset | None) -> Dense:
+        """Build the stage from a :class:`DenseConfig`."""
+        return cls(dataset, config=config)
+
+    def __repr__(self) -> str:
+        return f"Dense(model={self.config.model!r}, index={self.config.index!r}, hits={self.config.hits})"
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder (the model is loaded on first use)."""
+        if self._encoder is None:
+            cfg = self.config
+            self._encoder = Encoder(cfg.model, cfg.max_length, cfg.batch_size, cfg.normalize, cfg.device,
+                                    cfg.query_prefix, cfg.doc_prefix, cfg.fp16, cfg.show_progress)
+        return self._encoder
+
+    def _precision(self) -> str:
+        if self._encoder is not None:
+            return self._encoder.precision
+        return "fp16" if self.config.fp16 and resolve_device(self.config.device).startswith("cuda") else "fp32"
+
+    def index_key(self) -> str:
+        """SHA-256 key of the corpus index: corpus, model, and every option that changes doc vectors."""
+        if self._key is None:
+            cfg = self.config
+            spec = {"corpus": self.dataset.fingerprint(), "model": model_identity(resolve_model(cfg.model)),
+                    "max_length": cfg.max_length, "normalize": cfg.normalize, "doc_prefix": cfg.doc_prefix,
+                    "precision": self._precision(), "index": cfg.index,
+                    "hnsw": [cfg.hnsw_m, cfg.ef_construction] if cfg.index == "hnsw" else None}
+            self._key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        return self._key
+
+    @property
+    def index_path(self) -> Path:
+        """Where the corpus index of this configuration is cached."""
+        root = Path(self.config.cache_dir) if self.config.cache_dir else settings.cache_dir()
+        return root / "dense" / self.index_key()[:32]
+
+    @property
+    def index(self) -> DenseIndex:
+        """The corpus index: loaded from the cache, or built (encoding the corpus) and saved."""
+        if self._index is None:
+            from rankkit.index.faiss import DenseIndex
+
+            path = self.index_path
+            try:
+                self._index = DenseIndex.load(path, gpu=self.config.gpu)
+                log.info("%s: loaded cached dense index %s", self.name, path)
+            except IndexMissingError:
+                self._index = self._build_index()
+                self._index.save(path)
+        return self._index
+
+    def _build_index(self) -> DenseIndex:
+        from rankkit.index.faiss import DenseIndex
+
+        cfg, enc = self.config, self.encoder
+        start = time.perf_counter()
+        docids: list[str] = []
+        parts: list[np.ndarray] = []
+        docs_iter = self.dataset.docs_iter()
+        while chunk := list(itertools.islice(docs_iter, _CHUNK)):
+            docids.extend(d.docid for d in chunk)
+            parts.append(enc.encode_docs(chunk))
+        if not docids:
+            raise DatasetError(f"dataset {self.dataset.name!r} has an empty corpus")
+        emb = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        secs = time.perf_counter() - start
+        log.info("%s: encoded %d docs in %.1f s (%.0f docs/s)", self.name, len(docids), secs, len(docids) / secs)
+        return DenseIndex.build(emb, docids, kind=cfg.index, hnsw_m=cfg.hnsw_m, ef_construction=cfg.ef_construction,
+                                ef_search=cfg.ef_search, gpu=cfg.gpu, model=enc.model_path,
+                                settings={"max_length": cfg.max_length, "normalize": cfg.normalize,
+                                          "doc_prefix": cfg.doc_prefix, "precision": enc.precision,
+                                          "key": self.index_key()})
+
+    def cache_spec(self) -> dict[str, Any] | None:
+        cfg = self.config
+        return {"index": self.index_key(), "query_prefix": cfg.query_prefix, "hits": cfg.hits,
+                "ef_search": cfg.ef_search, "rerank": cfg.rerank, "encode_candidates": cfg.encode_candidates}
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        mode = self.config.rerank
+        if run is None and mode == "always":
+            raise ConfigError(f"{self.name}: rerank='always' needs an incoming run (put it after a retriever)")
+        if run is not None and mode != "never":
+            return self._rerank(queries, run)
+        return self._retrieve(queries)
+
+    def _retrieve(self, queries: list[Query]) -> Run:
+        index = self.index
+        qvecs = self.encoder.encode_queries([q.text for q in queries])
+        scores, docids = index.search(qvecs, self.config.hits)
+        out = {q.qid: {d: float(s) for d, s in zip(ids, row)} for q, ids, row in zip(queries, docids, scores)}
+        return Run(out, name=self.name)
+
+    def _rerank(self, queries: list[Query], run: Run) -> Run:
+        known = [q for q in queries if q.qid in run]
+        dropped = len(run) - len(known)
+        if dropped:
+            log.warning("%s: %d queries of the incoming run have no query text; they are dropped", self.name, dropped)
+        qvecs = self.encoder.encode_queries([q.text for q in known])
+        wanted = list(dict.fromkeys(d for q in known for d in run[q.qid]))
+        if self.config.encode_candidates:
+            found = self.dataset.docs(wanted)
+            dvecs = self.encoder.encode_docs([found[d] for d in wanted])
+        else:
+            try:
+                dvecs = self.index.vectors(wanted)
+            except KeyError as exc:
+                raise DatasetError(f"{self.name}: {exc.args[0]} (the incoming run names documents outside "
+                                   f"the corpus of dataset {self.dataset.name!r})") from None
+        rows = {d: i for i, d in enumerate(wanted)}
+        out: dict[str, dict[str, float]] = {}
+        for q, qvec in zip(known, qvecs):
+            cands = list(run[q.qid])
+            scores = dvecs[[rows[d] for d in cands]] @ qvec if cands else []
+            out[q.qid] = {d: float(s) for d, s in zip(cands, scores)}
+        return Run(out, name=self.name)
+
+
+@register_stage("dense", DenseConfig)
+def _dense_from_config(cfg: DenseConfig, dataset: Any, overrides: dict[str, Any]) -> Dense:
+    return Dense.from_config(cfg, dataset)

@@ -1,0 +1,267 @@
+"""Core value types: Query, Document, Run, Qrels, TrainingGroup.
+
+A :class:`Run` is an immutable mapping ``qid -> {docid: score}``. Ranks are implied by
+score; ties are broken by docid in *descending* string order, which is the order
+trec_eval uses, so a cutoff taken here and a metric computed by trec_eval or ranx see
+the same ranked list. TREC files are the interchange format on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from rankkit import trec
+from rankkit.errors import FormatError
+
+if TYPE_CHECKING:  # ranx imports numba; keep `import rankkit` light
+    import ranx
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query: an id and its text."""
+
+    qid: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document: an id, its body text and an optional title."""
+
+    docid: str
+    text: str
+    title: str = ""
+
+    @property
+    def contents(self) -> str:
+        """Title and text joined by a space (the "flat" view used by BEIR baselines)."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+def _rank_key(item: tuple[str, float]) -> tuple[float, _Desc]:
+    return (-item[1], _Desc(item[0]))
+
+
+class _Desc(str):
+    """A string that sorts in reverse order (docid tie-break, as trec_eval)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+        return str.__gt__(self, other)
+
+
+def rank_items(docs: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Return ``(docid, score)`` pairs in rank order: score descending, ties by docid descending."""
+    return sorted(docs.items(), key=_rank_key)
+
+
+class Run(Mapping[str, Mapping[str, float]]):
+    """An immutable ranked result set: ``qid -> {docid: score}``.
+
+    Construct from any nested mapping; scores are converted to float. Iteration
+    order over queries is the insertion order of the input. ``name`` labels the run
+    in reports and TREC files.
+    """
+
+    __slots__ = ("_data", "name", "_hash")
+
+    def __init__(self, data: Mapping[str, Mapping[str, float]] | None = None, name: str = "run") -> None:
+        self._data: dict[str, dict[str, float]] = {
+            str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in (data or {}).items()
+        }
+        self.name = name
+        self._hash: str | None = None
+
+    def __getitem__(self, qid: str) -> Mapping[str, float]:
+        return MappingProxyType(self._data[qid])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        n = sum(len(d) for d in self._data.values())
+        return f"Run(name={self.name!r}, queries={len(self)}, entries={n})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Run):
+            return self._data == other._data
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def ranked(self, qid: str) -> list[tuple[str, float]]:
+        """The ``(docid, score)`` list of one query in rank order."""
+        return rank_items(self._data[qid])
+
+    def top_k(self, k: int) -> Run:
+        """A new run keeping the ``k`` best documents of each query."""
+        if k < 1:
+            raise ValueError(f"top_k needs k >= 1, got {k}")
+        return Run({q: dict(rank_items(d)[:k]) for q, d in self._data.items()}, name=self.name)
+
+    def with_name(self, name: str) -> Run:
+        """The same run under another name."""
+        return Run(self._data, name=name)
+
+    def fingerprint(self) -> str:
+        """A SHA-256 over the run's content (order independent), used as a cache key."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            for qid in sorted(self._data):
+                for docid, score in sorted(self._data[qid].items()):
+                    h.update(f"{qid}\t{docid}\t{score!r}\n".encode())
+            self._hash = h.hexdigest()
+        return self._hash
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """A plain (mutable) copy as nested dicts."""
+        return {q: dict(d) for q, d in self._data.items()}
+
+    def to_trec(self, path: str | os.PathLike[str], tag: str | None = None) -> None:
+        """Write the run as a six-column TREC file (atomically)."""
+        trec.write_run({q: self.ranked(q) for q in self._data}, path, tag=tag or self.name)
+
+    @classmethod
+    def from_trec(cls, path: str | os.PathLike[str], name: str | None = None) -> Run:
+        """Read a TREC run file; malformed lines raise :class:`FormatError` with file and line."""
+        return cls(trec.read_run(path), name=name or os.path.splitext(os.path.basename(path))[0])
+
+    def to_ranx(self) -> ranx.Run:
+        """Convert to a :class:`ranx.Run` carrying the same name."""
+        import ranx
+
+        run = ranx.Run.from_dict(self.to_dict()) if self._data else ranx.Run()
+        run.name = self.name
+        return run
+
+    @classmethod
+    def from_ranx(cls, run: ranx.Run, name: str | None = None) -> Run:
+        """Build a run from a :class:`ranx.Run`."""
+        return cls(run.to_dict(), name=name or run.name or "run")
+
+    @classmethod
+    def concat(cls, runs: Iterable[Run], name: str | None = None) -> Run:
+        """Merge runs over disjoint query sets (e.g. shards) into one run."""
+        merged: dict[str, dict[str, float]] = {}
+        first = None
+        for run in runs:
+            first = first or run
+            for qid, docs in run._data.items():
+                if qid in merged:
+                    raise ValueError(f"query {qid!r} appears in more than one shard")
+                merged[qid] = docs
+        return cls(merged, name=name or (first.name if first else "run"))
+
+
+class Qrels(Mapping[str, Mapping[str, int]]):
+    """Relevance judgements: ``qid -> {docid: grade}`` (grade 0 means judged non-relevant)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self._data: dict[str, dict[str, int]] = {
+            str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in (data or {}).items()
+        }
+
+    def __getitem__(self, qid: str) -> Mapping[str, int]:
+        return MappingProxyType(self._data[qid])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Qrels(queries={len(self)}, judgements={self.num_judgements})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Qrels):
+            return self._data == other._data
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def num_judgements(self) -> int:
+        """Total number of (qid, docid) judgements."""
+        return sum(len(d) for d in self._data.values())
+
+    def relevant(self, qid: str, min_grade: int = 1) -> list[str]:
+        """Docids judged at least ``min_grade`` for a query (empty if the query is unjudged)."""
+        return [d for d, g in self._data.get(qid, {}).items() if g >= min_grade]
+
+    def to_dict(self) -> dict[str, dict[str, int]]:
+        """A plain (mutable) copy as nested dicts."""
+        return {q: dict(d) for q, d in self._data.items()}
+
+    def restrict(self, qids: Iterable[str]) -> Qrels:
+        """Qrels limited to the given queries."""
+        keep = set(qids)
+        return Qrels({q: d for q, d in self._data.items() if q in keep})
+
+    def check_queries(self, qids: Iterable[str], source: object = "qrels") -> None:
+        """Raise :class:`FormatError` if any judged query is not among ``qids``."""
+        known = set(qids)
+        unknown = [q for q in self._data if q not in known]
+        if unknown:
+            shown = ", ".join(repr(q) for q in unknown[:5])
+            more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+            raise FormatError(f"qrels judge {len(unknown)} unknown queries: {shown}{more}", source)
+
+    def to_trec(self, path: str | os.PathLike[str]) -> None:
+        """Write four-column TREC qrels (atomically)."""
+        trec.write_qrels(self._data, path)
+
+    @classmethod
+    def from_trec(cls, path: str | os.PathLike[str]) -> Qrels:
+        """Read TREC qrels or BEIR TSV qrels; errors name the file and line."""
+        return cls(trec.read_qrels(path))
+
+    def to_ranx(self) -> ranx.Qrels:
+        """Convert to a :class:`ranx.Qrels`."""
+        import ranx
+
+        return ranx.Qrels.from_dict(self.to_dict())
+
+
+@dataclass(frozen=True)
+class TrainingGroup:
+    """One training example for a reranker: a query, candidate documents and their labels."""
+
+    query: Query
+    docs: Sequence[Document]
+    labels: Sequence[float]
+    weights: Sequence[float] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if len(self.docs) != len(self.labels):
+            raise ValueError(
+                f"group for query {self.query.qid!r}: {len(self.docs)} docs but {len(self.labels)} labels"
+            )
+
+
+def as_queries(items: Iterable[Query | tuple[str, str]] | Mapping[str, str], source: Any = "queries") -> list[Query]:
+    """Normalise queries given as :class:`Query`, ``(qid, text)`` pairs or a ``{qid: text}`` mapping.
+
+    Raises :class:`FormatError` naming ``source`` and the qid for an empty query text.
+    """
+    if isinstance(items, Mapping):
+        items = list(items.items())
+    out: list[Query] = []
+    for item in items:
+        q = item if isinstance(item, Query) else Query(str(item[0]), str(item[1]))
+        if not q.text.strip():
+            raise FormatError(f"query {q.qid!r} has empty text", source)
+        out.append(q)
+    return out
