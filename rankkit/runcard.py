@@ -75,3 +75,20 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
         json.dump(obj, fh, indent=2, sort_keys=False, default=str)
         fh.write("\n")
     return path
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and (when imported) torch's random generators."""
+    import random
+
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)

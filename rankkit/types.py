@@ -229,10 +229,10 @@ class Qrels(Mapping[str, Mapping[str, int]]):
         return cls(trec.read_qrels(path))
 
     def to_ranx(self) -> ranx.Qrels:
-        """Convert to a :class:`ranx.Qrels`."""
+        """Convert to a :class:`ranx.Qrels`; negative grades (e.g. Cranfield's -1) become 0, non-relevant."""
         import ranx
 
-        return ranx.Qrels.from_dict(self.to_dict())
+        return ranx.Qrels.from_dict({q: {d: max(g, 0) for d, g in docs.items()} for q, docs in self._data.items()})
 
 
 @dataclass(frozen=True)

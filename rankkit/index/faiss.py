@@ -193,7 +193,13 @@ class DenseIndex:
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                 os.replace(target, old / "index")
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process saved a complete copy first: keep theirs
+                if not self.is_complete(target):
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+                log.info("%s was saved concurrently by another process; keeping that copy", target)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:

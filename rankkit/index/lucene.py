@@ -221,12 +221,15 @@ class LuceneIndex:
         try:
             corpus_dir = tmp / "input"
             corpus_dir.mkdir()
-            n = 0
+            n = empty = 0
             with open(corpus_dir / "corpus.jsonl", "w", encoding="utf-8") as fh:
                 for doc in tqdm(dataset.docs_iter(), desc="writing corpus", unit="doc",
                                 total=dataset.docs_count(), disable=not show_progress):
                     fh.write(json.dumps({"_id": doc.docid, "title": doc.title, "text": doc.text}) + "\n")
                     n += 1
+                    empty += not (doc.title.strip() or doc.text.strip())
+            if empty:
+                log.warning("%s: %d empty documents (Lucene does not index them)", dataset.name, empty)
             index_dir = tmp / "index"
             args = [
                 "-collection", "BeirMultifieldCollection" if s.multifield else "BeirFlatCollection",
@@ -250,7 +253,7 @@ class LuceneIndex:
             if not _is_lucene_index(index_dir):
                 raise RuntimeError(f"Anserini produced no index for {dataset.name} in {index_dir}")
             shutil.rmtree(corpus_dir)
-            manifest = {"key": key, "corpus_fingerprint": fingerprint, "dataset": dataset.name, "docs": n,
+            manifest = {"key": key, "corpus_fingerprint": fingerprint, "dataset": dataset.name, "docs": n, "empty_docs": empty,
                         "settings": asdict(s), "anserini": _anserini_version(),
                         "build_seconds": round(time.perf_counter() - t0, 3)}
             for item in index_dir.iterdir():

@@ -97,7 +97,8 @@ class Encoder:
     @property
     def dim(self) -> int:
         """Dimension of the embeddings."""
-        return int(self.model.get_sentence_embedding_dimension())
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())  # renamed in sentence-transformers 6
 
     @property
     def precision(self) -> str:

