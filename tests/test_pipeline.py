@@ -1,0 +1,115 @@
+"""Pipelines: operators, cutoff, fusion (against ranx directly), YAML loading and stage caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rankkit.errors import ConfigError
+from rankkit.pipeline import Cutoff, Fuse, Pipeline, Stage, fuse
+from rankkit.types import Query, Run
+
+QUERIES = [Query("q1", "alpha"), Query("q2", "beta")]
+
+
+class Fixed(Stage):
+    """A retriever returning a fixed run (counts its calls)."""
+
+    def __init__(self, run: Run, name: str = "fixed", cache_dir: Path | None = None) -> None:
+        self.run, self.name, self.calls, self.cache_dir = run, name, 0, cache_dir
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        self.calls += 1
+        return Run({q.qid: self.run[q.qid] for q in queries}, name=self.name)
+
+    def cache_spec(self) -> dict:
+        return {"run": self.run.fingerprint()}
+
+
+class AddOne(Stage):
+    """A reranker adding 1 to every incoming score and reversing nothing."""
+
+    name = "add1"
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        assert run is not None
+        return Run({q: {d: s + 1 for d, s in run[q].items()} for q in run})
+
+
+RUN_A = Run({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 1.0, "y": 0.5}}, name="A")
+RUN_B = Run({"q1": {"c": 9.0, "a": 1.0}, "q2": {"y": 2.0, "z": 1.0}}, name="B")
+
+
+def test_operators_compose() -> None:
+    p = Fixed(RUN_A) >> AddOne() % 2
+    out = p(QUERIES)
+    assert isinstance(p, Pipeline)
+    assert dict(out["q1"]) == {"a": 4.0, "b": 3.0}
+    assert (Fixed(RUN_A) % 1)(QUERIES).ranked("q2") == [("x", 1.0)]
+    assert isinstance(Fixed(RUN_A) | Fixed(RUN_B), Fuse)
+
+
+def test_cutoff_needs_input_and_positive_k() -> None:
+    with pytest.raises(ConfigError):
+        Cutoff(0)
+    with pytest.raises(ConfigError, match="incoming run"):
+        Cutoff(3)(QUERIES)
+
+
+@pytest.mark.parametrize(("method", "norm", "params"), [("rrf", None, {"k": 60}), ("wsum", "min-max", {"weights": [0.3, 0.7]}),
+                                                        ("sum", "min-max", {})])
+def test_fuse_equals_ranx_fuse(method: str, norm: str | None, params: dict) -> None:
+    import ranx
+
+    ours = fuse([Fixed(RUN_A), Fixed(RUN_B)], method=method, norm=norm, **params)(QUERIES)
+    ra, rb = RUN_A.to_ranx(), RUN_B.to_ranx()
+    theirs = ranx.fuse([ra, rb], norm=norm, method=method, params=params or None)
+    for q in theirs.keys():
+        assert dict(ours[q]) == pytest.approx(dict(theirs[q]))
+
+
+def test_rrf_by_hand() -> None:
+    out = fuse([Fixed(RUN_A), Fixed(RUN_B)], method="rrf", k=60)(QUERIES)
+    assert out["q1"]["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert out["q1"]["c"] == pytest.approx(1 / 63 + 1 / 61)
+
+
+def test_stage_cache_reuses_output(tmp_path: Path) -> None:
+    stage = Fixed(RUN_A, cache_dir=tmp_path)
+    first = stage(QUERIES)
+    second = stage(QUERIES)
+    assert stage.calls == 1 and first == second
+    assert list((tmp_path / "runs").glob("*.trec"))
+    stage([Query("q1", "alpha")])  # other queries -> other key
+    assert stage.calls == 2
+
+
+def test_yaml_unknown_keys_name_file_and_key(tmp_path: Path) -> None:
+    bad_top = tmp_path / "top.yaml"
+    bad_top.write_text("name: x\nstagez: []\n")
+    with pytest.raises(ConfigError, match=r"top\.yaml: unknown top-level key 'stagez'"):
+        Pipeline.from_yaml(bad_top)
+    bad_stage = tmp_path / "stage.yaml"
+    bad_stage.write_text("stages:\n  - bm25: {k1: 0.9, hitz: 10}\n")
+    with pytest.raises(ConfigError, match=r"stage\.yaml: stages\[0\]\.bm25: unknown key 'hitz' \(did you mean 'hits'\?\)"):
+        Pipeline.from_yaml(bad_stage, dataset=object())
+    bad_type = tmp_path / "type.yaml"
+    bad_type.write_text("stages:\n  - bm26: {}\n")
+    with pytest.raises(ConfigError, match="unknown stage type 'bm26'"):
+        Pipeline.from_yaml(bad_type)
+    bad_syntax = tmp_path / "syntax.yaml"
+    bad_syntax.write_text("stages:\n  - bm25: {k1: [\n")
+    with pytest.raises(ConfigError, match=r"syntax\.yaml:\d+: invalid YAML"):
+        Pipeline.from_yaml(bad_syntax)
+    with pytest.raises(ConfigError, match="file not found"):
+        Pipeline.from_yaml(tmp_path / "absent.yaml")
+
+
+def test_shipped_pipeline_files_parse() -> None:
+    root = Path(__file__).resolve().parents[1] / "pipelines"
+    files = sorted(root.glob("*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        p = Pipeline.from_yaml(path, dataset=object(), show_progress=False)
+        assert p.stages, path
