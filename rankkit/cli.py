@@ -92,8 +92,9 @@ def index_cmd(dataset: str, split: str | None, kind: str, multifield: bool, thre
         from rankkit.retrieve.dense import Dense
 
         stage = Dense(ds, model=model)
-        path = stage.build_index(output) if output else stage.build_index()
-        click.echo(f"{path}")
+        index = stage.index  # built (encoding the corpus) or loaded from the cache
+        path = index.save(output) if output else stage.index_path
+        click.echo(f"{path}\t{len(index)} docs")
 
 
 @app.command("retrieve")

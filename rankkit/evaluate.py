@@ -12,6 +12,7 @@ family of comparisons of one metric.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,7 +197,9 @@ def compare(
                 continue
             entry = report.comparisons.get(frozenset([baseline, n])) or report.comparisons.get((baseline, n)) \
                 or report.comparisons.get((n, baseline))
-            p_values[n][m] = float(entry[m]["p_value"])
+            p = float(entry[m]["p_value"])
+            # Identical per-query scores make the t statistic 0/0: no difference, p = 1.
+            p_values[n][m] = 1.0 if math.isnan(p) else p
             a, b = per_query[n][m], per_query[baseline][m]
             wtl[n][m] = (sum(a[q] > b[q] for q in qids), sum(a[q] == b[q] for q in qids),
                          sum(a[q] < b[q] for q in qids))

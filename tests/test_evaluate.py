@@ -106,3 +106,12 @@ def test_compare_errors() -> None:
         compare([a, b], qrels, correction="sidak-ish")
     with pytest.raises(ConfigError, match="empty"):
         evaluate(a, Qrels(), ["ndcg@10"])
+
+
+def test_identical_runs_get_p_one_not_nan() -> None:
+    qrels, a, b = _random_runs(2)
+    twin = a.with_name("twin")
+    c = compare([a, twin, b], qrels, ["ndcg@10"], correction="holm")
+    assert c.p_values["twin"]["ndcg@10"] == 1.0
+    assert c.p_adjusted["twin"]["ndcg@10"] == 1.0
+    assert c.p_adjusted["b"]["ndcg@10"] == pytest.approx(min(1.0, 2 * c.p_values["b"]["ndcg@10"]))
