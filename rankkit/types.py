@@ -62,24 +62,13 @@ def rank_items(docs: Mapping[str, float]) -> list[tuple[str, float]]:
     return sorted(docs.items(), key=_rank_key)
 
 
-class Run(Mapping[str, Mapping[str, float]]):
-    """An immutable ranked result set: ``qid -> {docid: score}``.
+class _Nested(Mapping[str, Mapping[str, Any]]):
+    """Shared read-only behaviour of :class:`Run` and :class:`Qrels` (``qid -> {docid: value}``)."""
 
-    Construct from any nested mapping; scores are converted to float. Iteration
-    order over queries is the insertion order of the input. ``name`` labels the run
-    in reports and TREC files.
-    """
+    __slots__ = ("_data",)
+    _data: dict[str, dict[str, Any]]
 
-    __slots__ = ("_data", "name", "_hash")
-
-    def __init__(self, data: Mapping[str, Mapping[str, float]] | None = None, name: str = "run") -> None:
-        self._data: dict[str, dict[str, float]] = {
-            str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in (data or {}).items()
-        }
-        self.name = name
-        self._hash: str | None = None
-
-    def __getitem__(self, qid: str) -> Mapping[str, float]:
+    def __getitem__(self, qid: str) -> Mapping[str, Any]:
         return MappingProxyType(self._data[qid])
 
     def __iter__(self) -> Iterator[str]:
@@ -88,16 +77,38 @@ class Run(Mapping[str, Mapping[str, float]]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def __repr__(self) -> str:
-        n = sum(len(d) for d in self._data.values())
-        return f"Run(name={self.name!r}, queries={len(self)}, entries={n})"
-
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Run):
-            return self._data == other._data
+        if type(other) is type(self):
+            return self._data == other._data  # type: ignore[attr-defined]
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A plain (mutable) copy as nested dicts."""
+        return {q: dict(d) for q, d in self._data.items()}
+
+
+class Run(_Nested):
+    """An immutable ranked result set: ``qid -> {docid: score}``.
+
+    Construct from any nested mapping; scores are converted to float. Iteration
+    order over queries is the insertion order of the input. ``name`` labels the run
+    in reports and TREC files.
+    """
+
+    __slots__ = ("name", "_hash")
+
+    def __init__(self, data: Mapping[str, Mapping[str, float]] | None = None, name: str = "run") -> None:
+        self._data: dict[str, dict[str, float]] = {
+            str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in (data or {}).items()
+        }
+        self.name = name
+        self._hash: str | None = None
+
+    def __repr__(self) -> str:
+        n = sum(len(d) for d in self._data.values())
+        return f"Run(name={self.name!r}, queries={len(self)}, entries={n})"
 
     def ranked(self, qid: str) -> list[tuple[str, float]]:
         """The ``(docid, score)`` list of one query in rank order."""
@@ -122,10 +133,6 @@ class Run(Mapping[str, Mapping[str, float]]):
                     h.update(f"{qid}\t{docid}\t{score!r}\n".encode())
             self._hash = h.hexdigest()
         return self._hash
-
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        """A plain (mutable) copy as nested dicts."""
-        return {q: dict(d) for q, d in self._data.items()}
 
     def to_trec(self, path: str | os.PathLike[str], tag: str | None = None) -> None:
         """Write the run as a six-column TREC file (atomically)."""
@@ -163,34 +170,18 @@ class Run(Mapping[str, Mapping[str, float]]):
         return cls(merged, name=name or (first.name if first else "run"))
 
 
-class Qrels(Mapping[str, Mapping[str, int]]):
+class Qrels(_Nested):
     """Relevance judgements: ``qid -> {docid: grade}`` (grade 0 means judged non-relevant)."""
 
-    __slots__ = ("_data",)
+    __slots__ = ()
 
     def __init__(self, data: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self._data: dict[str, dict[str, int]] = {
             str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in (data or {}).items()
         }
 
-    def __getitem__(self, qid: str) -> Mapping[str, int]:
-        return MappingProxyType(self._data[qid])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
     def __repr__(self) -> str:
         return f"Qrels(queries={len(self)}, judgements={self.num_judgements})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Qrels):
-            return self._data == other._data
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     @property
     def num_judgements(self) -> int:
@@ -200,10 +191,6 @@ class Qrels(Mapping[str, Mapping[str, int]]):
     def relevant(self, qid: str, min_grade: int = 1) -> list[str]:
         """Docids judged at least ``min_grade`` for a query (empty if the query is unjudged)."""
         return [d for d, g in self._data.get(qid, {}).items() if g >= min_grade]
-
-    def to_dict(self) -> dict[str, dict[str, int]]:
-        """A plain (mutable) copy as nested dicts."""
-        return {q: dict(d) for q, d in self._data.items()}
 
     def restrict(self, qids: Iterable[str]) -> Qrels:
         """Qrels limited to the given queries."""

@@ -43,16 +43,22 @@ def _query(qid: str, text: str, path: Path, line: int) -> Query:
     return Query(qid, text)
 
 
-def _queries_tsv(path: Path) -> Iterator[tuple[Query, int]]:
+def _tsv_pairs(path: Path, key: str) -> Iterator[tuple[int, str, str]]:
+    """``(line, key, text)`` of each non-blank ``key<TAB>text`` line; errors name file and line."""
     with open_text(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             line = raw.rstrip("\r\n")
             if not line.strip():
                 continue
             if "\t" not in line:
-                raise FormatError("expected 'qid<TAB>text'", path, lineno)
-            qid, text = line.split("\t", 1)
-            yield _query(qid.strip(), text, path, lineno), lineno
+                raise FormatError(f"expected '{key}<TAB>text'", path, lineno)
+            k, text = line.split("\t", 1)
+            yield lineno, k.strip(), text
+
+
+def _queries_tsv(path: Path) -> Iterator[tuple[Query, int]]:
+    for lineno, qid, text in _tsv_pairs(path, "qid"):
+        yield _query(qid, text, path, lineno), lineno
 
 
 def _queries_jsonl(path: Path) -> Iterator[tuple[Query, int]]:
@@ -143,17 +149,10 @@ def _corpus_jsonl(path: Path) -> Iterator[Document]:
 
 
 def _corpus_tsv(path: Path) -> Iterator[Document]:
-    with open_text(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if "\t" not in line:
-                raise FormatError("expected 'docid<TAB>text'", path, lineno)
-            docid, text = line.split("\t", 1)
-            if not docid.strip():
-                raise FormatError("document has an empty id", path, lineno)
-            yield Document(docid.strip(), text)
+    for lineno, docid, text in _tsv_pairs(path, "docid"):
+        if not docid:
+            raise FormatError("document has an empty id", path, lineno)
+        yield Document(docid, text)
 
 
 def _sgml_doc(lines: list[str], path: Path, start: int) -> Document:
