@@ -96,19 +96,24 @@ def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
     """
     path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
+    columns = 0  # fixed by the first data line: 4 (TREC) or 3 (BEIR TSV)
     for lineno, parts in _lines(path):
-        if len(parts) == 3:
-            if lineno == 1 and parts[0].lower() in {"query-id", "query_id", "qid"}:
-                continue
+        if not columns:
+            if len(parts) == 3 and parts[0].lower() in {"query-id", "query_id", "qid"}:
+                continue  # BEIR header
+            if len(parts) not in (3, 4):
+                raise FormatError(
+                    f"expected 4 columns (qid iter docid grade) or 3 (BEIR TSV), found {len(parts)}", path, lineno
+                )
+            columns = len(parts)
+        if len(parts) != columns:
+            kind = "TREC (qid iter docid grade)" if columns == 4 else "BEIR TSV (query-id corpus-id score)"
+            raise FormatError(f"expected {columns} columns as in the rest of this {kind} file, found {len(parts)}",
+                              path, lineno)
+        if columns == 3:
             qid, docid, grade_s = parts
-        elif len(parts) == 4:
-            qid, _, docid, grade_s = parts
         else:
-            raise FormatError(
-                f"expected 4 columns (qid iter docid grade) or 3 (BEIR TSV), found {len(parts)}",
-                path,
-                lineno,
-            )
+            qid, _, docid, grade_s = parts
         try:
             grade = int(grade_s)
         except ValueError:

@@ -147,3 +147,13 @@ def test_run_ranx_round_trip() -> None:
     back = Run.from_ranx(as_ranx)
     assert back == run and back.name == "bm25"
     assert Run.from_ranx(as_ranx, name="other").name == "other"
+
+
+def test_qrels_mixed_column_counts_name_the_line(tmp_path) -> None:
+    from rankkit.errors import FormatError
+    from rankkit.types import Qrels
+
+    path = tmp_path / "mixed.txt"
+    path.write_text("q1 0 d1 1\nq1 0 d2\n")
+    with pytest.raises(FormatError, match=r"mixed\.txt:2: expected 4 columns"):
+        Qrels.from_trec(path)
