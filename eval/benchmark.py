@@ -40,9 +40,9 @@ def _markdown(result: dict) -> str:
                   f"{bm['hits']} hits, best of {bm['repeats']})", "",
                   "| searcher | queries/s | nDCG@10 | R@100 |", "|---|---|---|---|"]
         for name, qps in bm["queries_per_s"].items():
-            eff = bm["effectiveness"].get(name, {})
-            lines.append(f"| {name} | {qps:.1f} | {eff.get('ndcg@10', float('nan')):.4f} | "
-                         f"{eff.get('recall@100', float('nan')):.4f} |")
+            eff = bm["effectiveness"].get(name)
+            cells = f"{eff['ndcg@10']:.4f} | {eff['recall@100']:.4f}" if eff else "(no run read) | "
+            lines.append(f"| {name} | {qps:.1f} | {cells} |")
         lines += ["", f"rankkit / pyserini batch_search: {bm['ratio_rankkit_vs_pyserini_batch_search']:.3f}  ",
                   f"rankkit / pyserini batch_search+extract: "
                   f"{bm['ratio_rankkit_vs_pyserini_batch_search+extract']:.3f}  ",
