@@ -26,8 +26,6 @@ _EXPORTS = {
     "Stage": "rankkit.pipeline",
     "Cutoff": "rankkit.pipeline",
     "fuse": "rankkit.pipeline",
-    "evaluate": "rankkit.evaluate",
-    "compare": "rankkit.evaluate",
     "BM25": "rankkit.retrieve.bm25",
     "LuceneIndex": "rankkit.index.lucene",
     "Dense": "rankkit.retrieve.dense",
@@ -36,7 +34,12 @@ _EXPORTS = {
     "RankkitError": "rankkit.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# ``evaluate`` is both a function and the submodule defining it. Import it eagerly (the
+# module is light: ranx loads on first call) so the package attribute is always the
+# function, whatever imports ``rankkit.evaluate`` as a module later.
+from rankkit.evaluate import compare, evaluate  # noqa: E402
+
+__all__ = sorted([*_EXPORTS, "compare", "evaluate"])
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str = ""
     allowed = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in values:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.5)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ConfigError(
                 f"{where}: unknown key {key!r}{suggestion}; allowed keys: {', '.join(sorted(allowed))}"

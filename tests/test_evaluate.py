@@ -115,3 +115,15 @@ def test_identical_runs_get_p_one_not_nan() -> None:
     assert c.p_values["twin"]["ndcg@10"] == 1.0
     assert c.p_adjusted["twin"]["ndcg@10"] == 1.0
     assert c.p_adjusted["b"]["ndcg@10"] == pytest.approx(min(1.0, 2 * c.p_values["b"]["ndcg@10"]))
+
+
+def test_package_evaluate_is_the_function_even_after_module_import() -> None:
+    import importlib
+
+    import rankkit
+
+    importlib.import_module("rankkit.evaluate")
+    assert callable(rankkit.evaluate) and callable(rankkit.compare)
+    from rankkit import evaluate as ev
+
+    assert ev is evaluate
