@@ -13,6 +13,7 @@ to ``eval/results/benchmark_<dataset>.json`` and a Markdown summary beside it.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -30,27 +31,29 @@ from rankkit.trec import atomic_write  # noqa: E402
 
 
 def _markdown(result: dict) -> str:
-    lines = [f"# Benchmark on {result['dataset']}", "", f"Date: {result['run_card']['date']}  ",
-             f"Command: `{result['run_card']['command']}`  ",
-             f"Machine: {result['run_card']['machine'].get('cpu_model', '?')}, "
-             f"{result['run_card']['machine'].get('cpus')} cores", ""]
+    card = (result.get("bm25") or result["dense"])["run_card"]
+    lines = [f"# Benchmark on {result['dataset']}", "",
+             f"Machine: {card['machine'].get('cpu_model', '?')}, {card['machine'].get('cpus')} cores, "
+             f"{card['machine'].get('memory_gb')} GB; versions and exact commands in the JSON beside this file.", ""]
     bm = result.get("bm25")
     if bm:
         lines += [f"## BM25 ({bm['queries']} queries, {bm['docs']} docs, {bm['threads']} threads, "
-                  f"{bm['hits']} hits, best of {bm['repeats']})", "",
-                  "| searcher | queries/s | nDCG@10 | R@100 |", "|---|---|---|---|"]
+                  f"{bm['hits']} hits, median of {bm['repeats']} rounds; {bm['run_card']['date']})", "",
+                  "| searcher | queries/s (median) | queries/s (best) | nDCG@10 | R@100 |", "|---|---|---|---|---|"]
         for name, qps in bm["queries_per_s"].items():
             eff = bm["effectiveness"].get(name)
             cells = f"{eff['ndcg@10']:.4f} | {eff['recall@100']:.4f}" if eff else "(no run read) | "
-            lines.append(f"| {name} | {qps:.1f} | {cells} |")
-        lines += ["", f"rankkit / pyserini batch_search: {bm['ratio_rankkit_vs_pyserini_batch_search']:.3f}  ",
+            lines.append(f"| {name} | {qps:.1f} | {bm['queries_per_s_best'][name]:.1f} | {cells} |")
+        lines += ["", f"rankkit / pyserini batch_search: {bm['ratio_rankkit_vs_pyserini_batch_search']:.3f} "
+                  f"(best rounds: {bm['ratio_best_rankkit_vs_pyserini_batch_search']:.3f})  ",
                   f"rankkit / pyserini batch_search+extract: "
                   f"{bm['ratio_rankkit_vs_pyserini_batch_search+extract']:.3f}  ",
                   f"rankkit / bm25s: {bm['ratio_rankkit_vs_bm25s']:.3f}", ""]
     de = result.get("dense")
     if de:
         lines += [f"## Dense ({de['model']}, {de['docs']} docs, max_length {de['max_length']}, "
-                  f"batch {de['batch_size']}, {de['device']} {de['precision']})", "",
+                  f"batch {de['batch_size']}, {de['device']} {de['precision']}, {de['repeats']} alternating "
+                  f"rounds; {de['run_card']['date']})", "",
                   "| encoder | docs/s | nDCG@10 |", "|---|---|---|",
                   f"| rankkit | {de['rankkit_docs_per_s']:.1f} | {de['rankkit_ndcg@10']:.4f} |",
                   f"| sentence-transformers + faiss | {de['st_docs_per_s']:.1f} | {de['st_ndcg@10']:.4f} |", "",
@@ -75,17 +78,24 @@ def main() -> None:
     for noisy in ("faiss.loader", "sentence_transformers", "ir_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    t0 = time.perf_counter()
     dataset = rankkit.load_dataset(args.dataset)
-    result: dict = {"dataset": dataset.name}
-    if not args.skip_bm25:
-        result["bm25"] = bench_bm25(dataset, threads=args.threads, repeats=args.repeats)
-    if not args.skip_dense:
-        result["dense"] = bench_dense(dataset, repeats=args.dense_repeats, limit_docs=args.limit_docs)
-    result["run_card"] = run_card(config=vars(args), wall_time_s=time.perf_counter() - t0,
-                                  command="python " + " ".join(sys.argv))
     stem = "benchmark_" + dataset.name.replace("/", "_")
-    write_json(result, Path(args.out) / f"{stem}.json")
+    out_json = Path(args.out) / f"{stem}.json"
+    # A skipped section keeps its previous figures (each section carries its own run card).
+    result: dict = json.loads(out_json.read_text()) if out_json.exists() else {}
+    result["dataset"] = dataset.name
+    command = "python " + " ".join(sys.argv)
+    sections = {"bm25": (args.skip_bm25, lambda: bench_bm25(dataset, threads=args.threads, repeats=args.repeats)),
+                "dense": (args.skip_dense, lambda: bench_dense(dataset, repeats=args.dense_repeats,
+                                                               limit_docs=args.limit_docs))}
+    for name, (skip, fn) in sections.items():
+        if skip:
+            continue
+        t0 = time.perf_counter()
+        result[name] = fn()
+        result[name]["run_card"] = run_card(config=vars(args), wall_time_s=time.perf_counter() - t0,
+                                            command=command)
+    write_json(result, out_json)
     with atomic_write(Path(args.out) / f"{stem}.md") as fh:
         fh.write(_markdown(result))
     print(_markdown(result))
