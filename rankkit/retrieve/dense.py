@@ -162,11 +162,39 @@ class DenseConfig:
             raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {self.rerank!r}")
 
 
-def model_identity(path_or_id: str) -> dict[str, Any]:
-    """What identifies a model's weights for cache keys: its id or path plus its files.
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, memoised on disk by (real path, size, mtime).
 
-    For a local folder: the content hash of small files (configs, tokenizer) and the
-    size and mtime of large ones (weights), so a model retrained in place changes the key.
+    A weights file is hashed once per install; later processes read the memo. A file
+    in a Hugging Face cache is a blob already named by its SHA-256, used as is.
+    """
+    real = path.resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64:
+        return real.name
+    st = real.stat()
+    memo_path = settings.cache_dir() / "file-digests.json"
+    key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key not in memo:
+        h = hashlib.sha256()
+        with open(real, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+        memo[key] = h.hexdigest()
+        from rankkit.runcard import write_json
+
+        write_json(memo, memo_path)
+    return memo[key]
+
+
+def model_identity(path_or_id: str) -> dict[str, Any]:
+    """What identifies a model for cache keys: a hub id, or the content hashes of a local folder's files.
+
+    Only content counts (not where the folder lives), so the same model installed in
+    another environment reuses the cache, and a model retrained in place changes the key.
     """
     folder = Path(path_or_id)
     if not folder.is_dir():
@@ -176,12 +204,8 @@ def model_identity(path_or_id: str) -> dict[str, Any]:
         rel = f.relative_to(folder).as_posix()
         if not f.is_file() or any(part.startswith(".") for part in rel.split("/")):
             continue
-        st = f.stat()
-        if st.st_size <= 1 << 20:
-            files[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
-        else:
-            files[rel] = f"{st.st_size}:{st.st_mtime_ns}"
-    return {"model": str(folder.resolve()), "files": files}
+        files[rel] = _file_digest(f)
+    return {"files": files}
 
 
 class Dense(Stage):

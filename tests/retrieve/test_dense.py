@@ -205,3 +205,21 @@ def test_second_build_loads_index_from_cache(scifact: Dataset, first_stage: Run,
     other = Dense(scifact, show_progress=False, max_length=128)
     assert other.index_path != again.index_path
     assert Dense(scifact, hits=10).cache_spec() != Dense(scifact).cache_spec()
+
+
+def test_model_identity_depends_on_content_not_location(tmp_path) -> None:
+    import os
+    import shutil
+
+    from rankkit.retrieve.dense import model_identity
+
+    a = tmp_path / "a" / "model"
+    a.mkdir(parents=True)
+    (a / "config.json").write_text('{"hidden": 8}')
+    (a / "model.safetensors").write_bytes(os.urandom(3 << 20))
+    b = tmp_path / "b" / "model"
+    shutil.copytree(a, b)
+    assert model_identity(str(a)) == model_identity(str(b))
+    (b / "model.safetensors").write_bytes(os.urandom(3 << 20))
+    assert model_identity(str(a)) != model_identity(str(b))
+    assert model_identity("org/some-hub-model") == {"model": "org/some-hub-model"}
