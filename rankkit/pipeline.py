@@ -13,6 +13,7 @@ the corpus fingerprint, the queries and the incoming run's fingerprint.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ def _queries_hash(queries: Sequence[Query]) -> str:
     return h.hexdigest()
 
 
-class Stage:
+class Stage(abc.ABC):
     """Base class of every pipeline stage.
 
     Subclasses implement :meth:`transform`. Set ``cache_dir`` (or pass it to the
@@ -47,9 +48,9 @@ class Stage:
     name: str = "stage"
     cache_dir: Path | None = None
 
+    @abc.abstractmethod
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         """Produce the output run; implemented by each stage."""
-        raise NotImplementedError(f"{type(self).__name__} must implement transform()")
 
     def cache_spec(self) -> dict[str, Any] | None:
         """A JSON-able description of this stage for cache keys (``None``: never cache)."""

@@ -200,7 +200,7 @@ class LuceneIndex:
             try:
                 existing = cls.load(target)
             except IndexMissingError:
-                if path is not None and (target / MANIFEST).exists() is False and any(target.iterdir()):
+                if path is not None and not (target / MANIFEST).exists() and any(target.iterdir()):
                     raise ConfigError(f"{target} exists and is not a rankkit index; choose another path") from None
                 log.warning("removing incomplete index at %s", target)
                 shutil.rmtree(target)
