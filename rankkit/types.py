@@ -197,14 +197,15 @@ class Qrels(_Nested):
         keep = set(qids)
         return Qrels({q: d for q, d in self._data.items() if q in keep})
 
-    def check_queries(self, qids: Iterable[str], source: object = "qrels") -> None:
-        """Raise :class:`FormatError` if any judged query is not among ``qids``."""
+    def check_queries(self, qids: Iterable[str], source: object = "qrels", line: int | None = None) -> None:
+        """Raise :class:`FormatError` naming ``source`` (and ``line``) if any judged query is not among ``qids``."""
         known = set(qids)
         unknown = [q for q in self._data if q not in known]
         if unknown:
             shown = ", ".join(repr(q) for q in unknown[:5])
             more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
-            raise FormatError(f"qrels judge {len(unknown)} unknown queries: {shown}{more}", source)
+            noun = "query" if len(unknown) == 1 else "queries"
+            raise FormatError(f"qrels judge {len(unknown)} {noun} not in the queries: {shown}{more}", source, line)
 
     def to_trec(self, path: str | os.PathLike[str]) -> None:
         """Write four-column TREC qrels (atomically)."""

@@ -120,7 +120,7 @@ def test_qrels_errors(tmp_path: Path) -> None:
     path = write(tmp_path / "q.txt", "1 0 d1 1\n1 0\n")
     with pytest.raises(FormatError, match=re.escape(f"{path}:2: expected 4 columns")):
         Qrels.from_trec(path)
-    with pytest.raises(FormatError, match=r"qrels judge 1 unknown queries: '3'"):
+    with pytest.raises(FormatError, match=r"qrels judge 1 query not in the queries: '3'"):
         Qrels({"1": {"a": 1}, "3": {"b": 1}}).check_queries(["1", "2"])
 
 

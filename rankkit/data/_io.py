@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rankkit.errors import DatasetError, FormatError
+from rankkit.types import Qrels
 
 
 def require_file(path: str | os.PathLike[str], what: str) -> Path:
@@ -78,21 +79,13 @@ def get_field(obj: Mapping[str, Any], keys: Iterable[str], path: Path, line: int
 def check_qrels_queries(qrels: Mapping[str, Any], qids: Iterable[str], qrels_path: Path) -> None:
     """Raise :class:`FormatError` if the qrels judge queries absent from ``qids``.
 
-    The message names the qrels file, the line of the first judgement of an unknown
-    query, and up to five unknown qids.
+    Delegates to :meth:`Qrels.check_queries`, adding the line of the first judgement
+    of an unknown query in ``qrels_path`` (found only when there is an error).
     """
     known = set(qids)
-    unknown = [q for q in qrels if q not in known]
-    if not unknown:
-        return
-    line = _first_line_of(qrels_path, set(unknown))
-    shown = ", ".join(repr(q) for q in unknown[:5])
-    more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
-    raise FormatError(
-        f"qrels judge {len(unknown)} quer{'y' if len(unknown) == 1 else 'ies'} not in the queries: {shown}{more}",
-        qrels_path,
-        line,
-    )
+    unknown = {q for q in qrels if q not in known}
+    if unknown:
+        Qrels(qrels).check_queries(known, qrels_path, _first_line_of(qrels_path, unknown))
 
 
 def _first_line_of(path: Path, qids: set[str]) -> int | None:

@@ -108,5 +108,5 @@ def test_ir_datasets_empty_query_names_id_and_qid(fake_scifact: SimpleNamespace)
 
 def test_ir_datasets_qrels_for_unknown_queries(fake_scifact: SimpleNamespace) -> None:
     fake_scifact.place(queries=[{"_id": "q1", "text": "only one"}], qrels={"test": [("q1", "d1", 1), ("q7", "d2", 1)]})
-    with pytest.raises(FormatError, match=r"beir/scifact/test: qrels judge 1 unknown queries: 'q7'"):
+    with pytest.raises(FormatError, match=r"beir/scifact/test: qrels judge 1 query not in the queries: 'q7'"):
         load_dataset("beir/scifact/test")
