@@ -1,4 +1,4 @@
-"""The ``rankkit`` command line: datasets, index, retrieve, eval, experiment, reproduce.
+"""The ``rankkit`` command line: datasets, index, retrieve, eval, experiment, reproduce, train, adapters.
 
 Every command reads the same dataclass configs as the Python API (pipeline YAMLs in
 ``pipelines/``, experiment YAMLs in ``eval/``), takes ``--seed``, and writes result
@@ -232,6 +232,11 @@ def reproduce_cmd(matrix: str, only: str | None, output: str | None, quiet: bool
     if bad:
         click.echo(f"{len(bad)} figure(s) drifted outside tolerance", err=True)
         sys.exit(1)
+
+
+from rankkit.cli_train import register as _register_train  # noqa: E402
+
+_register_train(app)
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ T = TypeVar("T")
 def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from ``values``; unknown keys raise :class:`ConfigError`.
 
+    A field whose type is itself a dataclass is built recursively from a nested mapping
+    (errors then name the full dotted key, e.g. ``train.lora.rank``).
+
     ``where`` (e.g. ``"pipelines/bm25.yaml: stages[0].bm25"``) prefixes messages.
     """
     values = dict(values or {})
@@ -35,10 +38,25 @@ def from_mapping(cls: type[T], values: Mapping[str, Any] | None, where: str = ""
             raise ConfigError(
                 f"{where}: unknown key {key!r}{suggestion}; allowed keys: {', '.join(sorted(allowed))}"
             )
+    hints = _field_types(cls)
+    for key, value in list(values.items()):
+        sub = hints.get(key)
+        if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
+            values[key] = from_mapping(sub, value, f"{where}.{key}" if where else key)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved field types of a dataclass (nested dataclass fields are built recursively)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # unresolvable forward references: no nesting support for this class
+        return {}
 
 
 def to_mapping(config: Any) -> dict[str, Any]:

@@ -8,9 +8,14 @@ unchanged for ``from_pretrained`` to fetch. Nothing heavy is imported here.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 from pathlib import Path
+from typing import Any
+
+from rankkit import settings
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -61,3 +66,55 @@ def resolve_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, memoised on disk by (real path, size, mtime).
+
+    A weights file is hashed once per install; later processes read the memo. A file
+    in a Hugging Face cache is a blob already named by its SHA-256, used as is.
+    """
+    real = path.resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64:
+        return real.name
+    st = real.stat()
+    memo_path = settings.cache_dir() / "file-digests.json"
+    key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key not in memo:
+        h = hashlib.sha256()
+        with open(real, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+        memo[key] = h.hexdigest()
+        from rankkit.runcard import write_json
+
+        write_json(memo, memo_path)
+    return memo[key]
+
+
+def model_identity(path_or_id: str) -> dict[str, Any]:
+    """What identifies a model for cache keys: a hub id, or the content hashes of a local folder's files.
+
+    Only content counts (not where the folder lives), so the same model installed in
+    another environment reuses the cache, and a model retrained in place changes the key.
+    """
+    folder = Path(path_or_id)
+    if not folder.is_dir():
+        return {"model": path_or_id}
+    files: dict[str, str] = {}
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder).as_posix()
+        if not f.is_file() or any(part.startswith(".") for part in rel.split("/")):
+            continue
+        files[rel] = _file_digest(f)
+    return {"files": files}
+
+
+def model_fingerprint(path_or_id: str) -> str:
+    """A short SHA-256 of :func:`model_identity` (same content, same fingerprint)."""
+    blob = json.dumps(model_identity(path_or_id), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

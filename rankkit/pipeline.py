@@ -233,6 +233,7 @@ def _load_builtin_stages() -> None:
     # Importing these modules registers their stage types; done lazily (heavy deps).
     import rankkit.retrieve.bm25  # noqa: F401
     import rankkit.retrieve.dense  # noqa: F401
+    import rankkit.rerank.cross_encoder  # noqa: F401
 
 
 def _apply_overrides(config_cls: type, values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +241,13 @@ def _apply_overrides(config_cls: type, values: dict[str, Any], overrides: dict[s
     merged = {k: v for k, v in overrides.items() if k in names}
     merged.update(values)
     return merged
+
+
+def _relative_to(base: Path, value: Any) -> Any:
+    """A string option starting with ``./`` or ``../`` is a path relative to the YAML file's folder."""
+    if isinstance(value, str) and value.startswith(("./", "../")):
+        return str((base / value).resolve())
+    return value
 
 
 def build_stages(
@@ -273,7 +281,8 @@ def build_stages(
             out.append(Fuse(inputs, cfg.method, cfg.norm, cfg.params, cfg.name))
         elif kind in _REGISTRY:
             config_cls, factory = _REGISTRY[kind]
-            cfg = from_mapping(config_cls, _apply_overrides(config_cls, values or {}, overrides), f"{here}.{kind}")
+            values = {k: _relative_to(base, v) for k, v in (values or {}).items()}
+            cfg = from_mapping(config_cls, _apply_overrides(config_cls, values, overrides), f"{here}.{kind}")
             out.append(factory(cfg, dataset, overrides))
         else:
             known = ", ".join(sorted([*_REGISTRY, "pipeline", "cutoff", "fuse"]))

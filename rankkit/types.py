@@ -225,12 +225,17 @@ class Qrels(_Nested):
 
 @dataclass(frozen=True)
 class TrainingGroup:
-    """One training example for a reranker: a query, candidate documents and their labels."""
+    """One training example for a reranker: a query, candidate documents and their labels.
+
+    ``weights`` are optional per-document loss weights; ``difficulty`` optional
+    per-document first-stage difficulty scores in [0, 1] (curriculum learning).
+    """
 
     query: Query
     docs: Sequence[Document]
     labels: Sequence[float]
     weights: Sequence[float] = field(default_factory=tuple)
+    difficulty: Sequence[float] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if len(self.docs) != len(self.labels):

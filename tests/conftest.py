@@ -42,3 +42,76 @@ def scifact_dir(data_dir: Path) -> Path:
     path = data_dir / "beir" / "scifact"
     assert path.is_dir(), f"{path} missing"
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with the MiniLM tokenizer: fast plumbing tests."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from rankkit.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=37, max_position_embeddings=512))
+    path = tmp_path_factory.mktemp("models") / "tiny-bert"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _overlap_run(queries: dict[str, str], docs: dict[str, str], depth: int) -> dict[str, dict[str, float]]:
+    """A cheap lexical first stage: shared lower-case word count (plus a tiny docid tiebreak)."""
+    bags = {d: set(t.lower().split()) for d, t in docs.items()}
+    run = {}
+    for qid, text in queries.items():
+        words = set(text.lower().split())
+        scored = sorted(((len(words & bag) + 1e-6 * i, d) for i, (d, bag) in enumerate(bags.items())), reverse=True)
+        run[qid] = {d: float(s) for s, d in scored[:depth]}
+    return run
+
+
+@pytest.fixture(scope="session")
+def train_folder(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small BEIR folder from SciFact train (16 judged queries, their docs, 150 others) plus ``run.trec``.
+
+    The run is a word-overlap first stage (no JVM), 50 deep, over the ``train`` split.
+    """
+    import json
+
+    from rankkit import trec
+
+    out = tmp_path_factory.mktemp("train-mini") / "scifact-train-mini"
+    (out / "qrels").mkdir(parents=True)
+    lines = (scifact_dir / "qrels" / "train.tsv").read_text().splitlines()
+    qids: list[str] = []
+    kept = [lines[0]]
+    for line in lines[1:]:
+        qid = line.split("\t")[0]
+        if qid not in qids:
+            if len(qids) == 16:
+                continue
+            qids.append(qid)
+        kept.append(line)
+    (out / "qrels" / "train.tsv").write_text("\n".join(kept) + "\n")
+    judged = {line.split("\t")[1] for line in kept[1:]}
+    docs, texts = [], {}
+    with open(scifact_dir / "corpus.jsonl") as fh:
+        for i, line in enumerate(fh):
+            rec = json.loads(line)
+            if rec["_id"] in judged or i < 150:
+                docs.append(line)
+                texts[rec["_id"]] = f"{rec.get('title', '')} {rec['text']}"
+    (out / "corpus.jsonl").write_text("".join(docs))
+    queries = {}
+    with open(scifact_dir / "queries.jsonl") as fh:
+        kept_q = [l for l in fh if json.loads(l)["_id"] in qids]
+    (out / "queries.jsonl").write_text("".join(kept_q))
+    for line in kept_q:
+        rec = json.loads(line)
+        queries[rec["_id"]] = rec["text"]
+    run = _overlap_run(queries, texts, 50)
+    trec.write_run({q: sorted(d.items(), key=lambda x: -x[1]) for q, d in run.items()}, out / "run.trec", tag="overlap")
+    return out

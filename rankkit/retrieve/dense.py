@@ -32,7 +32,7 @@ import numpy as np
 from rankkit import settings
 from rankkit.config import from_mapping
 from rankkit.errors import ConfigError, DatasetError, IndexMissingError
-from rankkit.models import MINILM_ID, resolve_device, resolve_model
+from rankkit.models import MINILM_ID, model_identity, resolve_device, resolve_model
 from rankkit.pipeline import Stage, register_stage
 from rankkit.types import Document, Query, Run
 
@@ -160,52 +160,6 @@ class DenseConfig:
             raise ValueError(f"index must be 'flat' or 'hnsw', got {self.index!r}")
         if self.rerank not in _RERANK_MODES:
             raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {self.rerank!r}")
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 of a file's content, memoised on disk by (real path, size, mtime).
-
-    A weights file is hashed once per install; later processes read the memo. A file
-    in a Hugging Face cache is a blob already named by its SHA-256, used as is.
-    """
-    real = path.resolve()
-    if real.parent.name == "blobs" and len(real.name) == 64:
-        return real.name
-    st = real.stat()
-    memo_path = settings.cache_dir() / "file-digests.json"
-    key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key not in memo:
-        h = hashlib.sha256()
-        with open(real, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                h.update(block)
-        memo[key] = h.hexdigest()
-        from rankkit.runcard import write_json
-
-        write_json(memo, memo_path)
-    return memo[key]
-
-
-def model_identity(path_or_id: str) -> dict[str, Any]:
-    """What identifies a model for cache keys: a hub id, or the content hashes of a local folder's files.
-
-    Only content counts (not where the folder lives), so the same model installed in
-    another environment reuses the cache, and a model retrained in place changes the key.
-    """
-    folder = Path(path_or_id)
-    if not folder.is_dir():
-        return {"model": path_or_id}
-    files: dict[str, str] = {}
-    for f in sorted(folder.rglob("*")):
-        rel = f.relative_to(folder).as_posix()
-        if not f.is_file() or any(part.startswith(".") for part in rel.split("/")):
-            continue
-        files[rel] = _file_digest(f)
-    return {"files": files}
 
 
 class Dense(Stage):

@@ -1,0 +1,127 @@
+"""CLI commands for training and adapters: ``rankkit train reranker`` and ``rankkit adapters squeeze|merge``.
+
+They read the same dataclass config as :func:`rankkit.train.trainer.train_reranker`
+(``pipelines/train_ce_*.yaml``); ``--set key=value`` overrides any key, dotted for
+nested sections (``--set lora.rank=8``). Kept apart from :mod:`rankkit.cli` so that
+module stays small; :func:`register` attaches the groups to the main app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rankkit.errors import ConfigError
+
+
+def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@click.group("train")
+def train_group() -> None:
+    """Train rerankers (cross-encoders with LoRA or full fine-tuning)."""
+
+
+@train_group.command("reranker")
+@click.option("--config", "config_path", required=True, type=click.Path(), help="Training YAML (TrainConfig).")
+@click.option("--output", default=None, help="Model folder (overrides the config's output).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of the same output.")
+@click.option("--seed", type=int, default=None, help="Override the config's seed.")
+@click.option("--set", "sets", multiple=True, help="Override a config key: --set lora.rank=8 (repeatable).")
+def train_reranker_cmd(config_path: str, output: str | None, resume: bool, seed: int | None,
+                       sets: tuple[str, ...]) -> None:
+    """Train a cross-encoder reranker as configured and print where it was written."""
+    from rankkit.train.config import load_train_config
+    from rankkit.train.trainer import train_reranker
+
+    overrides = _parse_sets(sets)
+    if seed is not None:
+        overrides["seed"] = seed
+    cfg, base = load_train_config(config_path, overrides)
+    if output:
+        cfg.output = str(Path(output).resolve())
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+    result = train_reranker(cfg, base, resume=resume)
+    click.echo(f"model: {result.output}")
+    click.echo(f"steps: {result.steps}  wall time: {result.wall_time_s:.0f} s")
+    if result.best_metric is not None:
+        click.echo(f"best dev {cfg.select_metric}: {result.best_metric:.4f}")
+    if result.interpolation:
+        click.echo(f"interpolation weight (dev): {result.interpolation['weight']}")
+
+
+@click.group("adapters")
+def adapters_group() -> None:
+    """Operate on trained LoRA adapters: squeeze (compress) and merge."""
+
+
+@adapters_group.command("squeeze")
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--output", required=True, type=click.Path(), help="Folder for the squeezed model.")
+@click.option("--rank", type=int, default=None, help="Target rank for every layer.")
+@click.option("--energy", type=float, default=None, help="Per-layer rank keeping this share of squared singular values.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--continue-config", type=click.Path(), default=None,
+              help="Training YAML for a short continued training of the squeezed adapter.")
+@click.option("--continue-steps", type=int, default=0, show_default=True, help="Steps of continued training.")
+def squeeze_cmd(model: str, output: str, rank: int | None, energy: float | None, overwrite: bool,
+                continue_config: str | None, continue_steps: int) -> None:
+    """Compress MODEL's LoRA adapter to a lower rank with the exact SVD of B·A (LoRA-Squeeze)."""
+    from rankkit.train.squeeze import squeeze_adapter
+
+    if (rank is None) == (energy is None):
+        raise click.UsageError("give exactly one of --rank and --energy")
+    try:
+        report = squeeze_adapter(model, output, rank=rank, energy=energy, overwrite=overwrite)
+    except (ValueError, FileExistsError) as exc:
+        raise ConfigError(f"{model}: {exc}") from None
+    mods = report["modules"]
+    kept = [m["energy_kept"] for m in mods.values()]
+    click.echo(f"{len(mods)} modules; LoRA parameters {report['params_before']} -> {report['params_after']}; "
+               f"energy kept min {min(kept):.4f} mean {sum(kept) / len(kept):.4f}")
+    if continue_steps:
+        if not continue_config:
+            raise click.UsageError("--continue-steps needs --continue-config (the training data and settings)")
+        from rankkit.train.config import load_train_config
+        from rankkit.train.trainer import train_reranker
+
+        cfg, base = load_train_config(continue_config, {"max_steps": continue_steps, "warmup_steps": 0})
+        cfg.init_from = str(Path(output).resolve())
+        cfg.output = str(Path(output).resolve())
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
+        result = train_reranker(cfg, base)
+        click.echo(f"continued {result.steps} steps: {result.output}")
+    click.echo(json.dumps({"output": str(output)}))
+
+
+@adapters_group.command("merge")
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--output", required=True, type=click.Path(), help="Folder for the merged (plain HF) model.")
+@click.option("--base", default=None, help="Base model (default: the one recorded with the adapter).")
+def merge_cmd(model: str, output: str, base: str | None) -> None:
+    """Fold MODEL's LoRA adapter into its base weights and write a plain HF model (plus the scoring head)."""
+    from rankkit.rerank.ce_model import CrossEncoderModel
+
+    ce = CrossEncoderModel.load(model, base=base)
+    if not ce.is_peft:
+        raise ConfigError(f"{model}: has no LoRA adapter to merge")
+    click.echo(f"merged model: {ce.merge(output)}")
+
+
+def register(app: click.Group) -> None:
+    """Attach the ``train`` and ``adapters`` command groups to the main CLI."""
+    app.add_command(train_group)
+    app.add_command(adapters_group)

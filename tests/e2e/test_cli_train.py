@@ -1,0 +1,106 @@
+"""End-to-end: `rankkit train reranker` (killed and resumed), `rankkit adapters squeeze|merge`, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankkit.rerank.ce_model import CrossEncoderModel
+
+RANKKIT = [sys.executable, "-m", "rankkit.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rk(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*RANKKIT, *args], capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rankkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def config(tiny_bert: Path, train_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "train.yaml"
+    path.write_text(f"""
+model: {tiny_bert}
+output: models/ce
+max_length: 64
+batch_size: 2
+max_steps: 60
+epochs: 1
+save_every: 2
+eval_every: 0
+log_every: 5
+warmup_steps: 2
+lr: 1.0e-3
+lora: {{rank: 4, alpha: 8, dropout: 0.1}}
+data:
+  dataset: {train_folder}
+  split: train
+  first_stage: {train_folder / 'run.trec'}
+  dev: null
+  groups: {{group_size: 4, negatives_depth: 20}}
+""")
+    return path
+
+
+def _scores(folder: Path) -> np.ndarray:
+    return CrossEncoderModel.load(str(folder)).score(["tides and the moon", "p53"], ["gravity of the moon", "gene"],
+                                                      device="cpu")
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(config: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    rk("train", "reranker", "--config", str(config), "--output", str(full), "--set", "max_steps=12")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*RANKKIT, "train", "reranker", "--config", str(config), "--output", str(killed),
+                             "--set", "max_steps=12"], cwd=ROOT, env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / "killed.checkpoints"
+    deadline = time.time() + 300
+    while not list(ckpts.glob("step-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (killed / "rankkit_ce.json").exists()  # nothing half-written under the final name
+    done = sorted(int(p.parent.name.split("-")[1]) for p in ckpts.glob("step-*/trainer_state.json"))
+    assert done and done[-1] < 12
+    resumed = rk("-v", "train", "reranker", "--config", str(config), "--output", str(killed), "--set", "max_steps=12",
+                 "--resume")
+    assert "resuming from" in resumed.stderr and "steps: 12" in resumed.stdout
+    # data order, optimiser, scheduler and RNG state are restored: the same model as an uninterrupted run
+    np.testing.assert_allclose(_scores(killed), _scores(full), atol=1e-6)
+    card = json.loads((killed / "train_card.json").read_text())
+    assert [h["step"] for h in card["history"] if "loss" in h] == [5, 10, 12]
+
+
+def test_squeeze_and_merge_commands(config: Path, tmp_path: Path) -> None:
+    model = tmp_path / "ce"
+    rk("train", "reranker", "--config", str(config), "--output", str(model), "--set", "max_steps=4")
+    squeezed = tmp_path / "ce-r2"
+    out = rk("adapters", "squeeze", str(model), "--rank", "2", "--output", str(squeezed))
+    assert "LoRA parameters" in out.stdout
+    cfg = json.loads((squeezed / "adapter" / "adapter_config.json").read_text())
+    assert cfg["r"] == 2 and _scores(squeezed).shape == (2,)
+    merged = tmp_path / "ce-merged"
+    rk("adapters", "merge", str(model), "--output", str(merged))
+    np.testing.assert_allclose(_scores(merged), _scores(model), atol=1e-5)
+    again = rk("adapters", "squeeze", str(model), "--rank", "2", "--output", str(squeezed), check=False)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_bad_train_configs_fail_with_one_line(config: Path, tmp_path: Path) -> None:
+    bad = rk("train", "reranker", "--config", str(config), "--set", "objective=lambdarank", check=False)
+    assert bad.returncode == 2 and "unknown objective 'lambdarank'" in bad.stderr
+    bad = rk("train", "reranker", "--config", str(config), "--set", "lora.rnak=4", check=False)
+    assert bad.returncode == 2 and "unknown key 'rnak' (did you mean 'rank'?)" in bad.stderr
+    bad = rk("train", "reranker", "--config", str(tmp_path / "missing.yaml"), check=False)
+    assert bad.returncode == 2 and "file not found" in bad.stderr
