@@ -9,7 +9,6 @@ per-query nDCG@10 against BM25, Holm-corrected over all rows; BM25 and BM25 >> d
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import time
@@ -20,17 +19,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "ndcg@10"
-
-
-def _read_gz_run(path: Path) -> Any:
-    from rankkit.types import Run
-
-    data: dict[str, dict[str, float]] = {}
-    with gzip.open(path, "rt") as fh:
-        for line in fh:
-            q, _, d, _, s, _ = line.split()
-            data.setdefault(q, {})[d] = float(s)
-    return Run(data, name="bm25")
 
 
 def _per_query(run: Any, qrels: Any) -> dict[str, float]:
@@ -51,6 +39,8 @@ def report(runs_dir: Path, output: Path, bundle: Path = ROOT / ".devbundle") -> 
     from rankkit.runcard import run_card, write_json
     from rankkit.trec import atomic_write
     from rankkit.types import Run
+
+    from ce_matrix import _read_run as _read_gz_run  # eval/ is on sys.path when ce_matrix.py runs this
 
     t0 = time.perf_counter()
     test, train = load_dataset("beir/scifact", "test"), load_dataset("beir/scifact", "train")

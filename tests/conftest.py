@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from rankkit_test_helpers import slice_beir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -83,35 +84,12 @@ def train_folder(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     from rankkit import trec
 
-    out = tmp_path_factory.mktemp("train-mini") / "scifact-train-mini"
-    (out / "qrels").mkdir(parents=True)
-    lines = (scifact_dir / "qrels" / "train.tsv").read_text().splitlines()
-    qids: list[str] = []
-    kept = [lines[0]]
-    for line in lines[1:]:
-        qid = line.split("\t")[0]
-        if qid not in qids:
-            if len(qids) == 16:
-                continue
-            qids.append(qid)
-        kept.append(line)
-    (out / "qrels" / "train.tsv").write_text("\n".join(kept) + "\n")
-    judged = {line.split("\t")[1] for line in kept[1:]}
-    docs, texts = [], {}
-    with open(scifact_dir / "corpus.jsonl") as fh:
-        for i, line in enumerate(fh):
-            rec = json.loads(line)
-            if rec["_id"] in judged or i < 150:
-                docs.append(line)
-                texts[rec["_id"]] = f"{rec.get('title', '')} {rec['text']}"
-    (out / "corpus.jsonl").write_text("".join(docs))
-    queries = {}
-    with open(scifact_dir / "queries.jsonl") as fh:
-        kept_q = [l for l in fh if json.loads(l)["_id"] in qids]
-    (out / "queries.jsonl").write_text("".join(kept_q))
-    for line in kept_q:
+    out = slice_beir(scifact_dir, tmp_path_factory.mktemp("train-mini") / "scifact-train-mini", "train", 16, 150)
+    queries = {json.loads(l)["_id"]: json.loads(l)["text"] for l in (out / "queries.jsonl").read_text().splitlines()}
+    texts = {}
+    for line in (out / "corpus.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        queries[rec["_id"]] = rec["text"]
+        texts[rec["_id"]] = f"{rec.get('title', '')} {rec['text']}"
     run = _overlap_run(queries, texts, 50)
     trec.write_run({q: sorted(d.items(), key=lambda x: -x[1]) for q, d in run.items()}, out / "run.trec", tag="overlap")
     return out

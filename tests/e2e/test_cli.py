@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rankkit_test_helpers import slice_beir
 
 ROOT = Path(__file__).resolve().parents[2]
 RANKKIT = [sys.executable, "-m", "rankkit.cli"]
@@ -25,28 +26,7 @@ def rk(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.Co
 @pytest.fixture(scope="module")
 def mini_beir(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small BEIR folder: 15 judged SciFact test queries, their docs and 300 distractors."""
-    out = tmp_path_factory.mktemp("mini") / "scifact-mini"
-    (out / "qrels").mkdir(parents=True)
-    lines = (scifact_dir / "qrels" / "test.tsv").read_text().splitlines()
-    qids: list[str] = []
-    kept = [lines[0]]
-    for line in lines[1:]:
-        qid = line.split("\t")[0]
-        if qid not in qids:
-            if len(qids) == 15:
-                continue
-            qids.append(qid)
-        kept.append(line)
-    (out / "qrels" / "test.tsv").write_text("\n".join(kept) + "\n")
-    judged = {line.split("\t")[1] for line in kept[1:]}
-    docs = []
-    with open(scifact_dir / "corpus.jsonl") as fh:
-        for i, line in enumerate(fh):
-            if json.loads(line)["_id"] in judged or i < 300:
-                docs.append(line)
-    (out / "corpus.jsonl").write_text("".join(docs))
-    with open(scifact_dir / "queries.jsonl") as fh:
-        (out / "queries.jsonl").write_text("".join(l for l in fh if json.loads(l)["_id"] in qids))
+    out = slice_beir(scifact_dir, tmp_path_factory.mktemp("mini") / "scifact-mini", "test", 15, 300)
     return out
 
 
