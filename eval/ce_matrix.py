@@ -202,7 +202,9 @@ def train_all(bundle_dir: Path, out: Path, workers: int, budget_s: float, max_st
         p.start()
     for p in procs:
         p.join()
-    info = {"device": _device(), "workers": workers, "jobs": JOBS, "seeds": SEEDS, "max_steps": max_steps,
+    from rankkit.runcard import machine, versions
+
+    info = {"device": _device(), "versions": versions(), "machine": machine(), "workers": workers, "jobs": JOBS, "seeds": SEEDS, "max_steps": max_steps,
             "exit_codes": [p.exitcode for p in procs]}
     (out / "matrix_info.json").write_text(json.dumps(info, indent=2))
 

@@ -90,6 +90,12 @@ def test_squeeze_and_merge_commands(config: Path, tmp_path: Path) -> None:
     assert "LoRA parameters" in out.stdout
     cfg = json.loads((squeezed / "adapter" / "adapter_config.json").read_text())
     assert cfg["r"] == 2 and _scores(squeezed).shape == (2,)
+    continued = tmp_path / "ce-r2-cont"
+    out = rk("adapters", "squeeze", str(model), "--rank", "2", "--output", str(continued),
+             "--continue-config", str(config), "--continue-steps", "2")
+    assert "continued 2 steps" in out.stdout
+    assert json.loads((continued / "adapter" / "adapter_config.json").read_text())["r"] == 2
+    assert not np.allclose(_scores(continued), _scores(squeezed))
     merged = tmp_path / "ce-merged"
     rk("adapters", "merge", str(model), "--output", str(merged))
     np.testing.assert_allclose(_scores(merged), _scores(model), atol=1e-5)
