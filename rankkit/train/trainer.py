@@ -96,17 +96,18 @@ def _checkpoints(root: Path) -> list[Path]:
 
 def rerank_run(model: CrossEncoderModel, dataset: Dataset, run: Run, depth: int, batch_size: int = 64,
                device: str = "auto") -> Run:
-    """Score the top ``depth`` candidates of ``run`` with ``model`` (dev evaluation and experiments)."""
-    top = run.top_k(depth)
+    """Score the top ``depth`` candidates of ``run`` with ``model`` (dev evaluation and experiments).
+
+    Runs the :class:`~rankkit.rerank.cross_encoder.CrossEncoder` stage (CE scores only) over the
+    queries of ``run`` that ``dataset`` has.
+    """
+    from rankkit.rerank.cross_encoder import CrossEncoder
+
     texts = dataset.query_texts()
-    pairs = [(q, d) for q in top if q in texts for d in top[q]]
-    found = dataset.docs(list(dict.fromkeys(d for _, d in pairs)))
-    scores = model.score([texts[q] for q, _ in pairs], [found[d].contents for _, d in pairs],
-                         batch_size=batch_size, device=device)
-    out: dict[str, dict[str, float]] = {}
-    for (q, d), s in zip(pairs, scores):
-        out.setdefault(q, {})[d] = float(s)
-    return Run(out, name="cross-encoder")
+    known = Run({q: run[q] for q in run if q in texts}, name=run.name)
+    stage = CrossEncoder(dataset, scorer=model, depth=depth, batch_size=batch_size, device=device,
+                         show_progress=False)
+    return stage(dataset.queries, known)
 
 
 def _get_rng() -> dict[str, Any]:
