@@ -1,7 +1,8 @@
-"""CLI commands for training and adapters: ``rankkit train reranker`` and ``rankkit adapters squeeze|merge``.
+"""CLI commands for training and adapters: ``rankkit train reranker|grpo|sft-setwise``, ``rankkit adapters``.
 
-They read the same dataclass config as :func:`rankkit.train.trainer.train_reranker`
-(``pipelines/train_ce_*.yaml``); ``--set key=value`` overrides any key, dotted for
+``train reranker`` reads :class:`rankkit.train.config.TrainConfig` (``pipelines/train_ce_*.yaml``);
+``train grpo`` and ``train sft-setwise`` read :class:`rankkit.train.llm_config.RankR1Config` and
+:class:`~rankkit.train.llm_config.SetwiseSFTConfig`. ``--set key=value`` overrides any key, dotted for
 nested sections (``--set lora.rank=8``). Kept apart from :mod:`rankkit.cli` so that
 module stays small; :func:`register` attaches the groups to the main app.
 """
@@ -32,7 +33,7 @@ def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
 
 @click.group("train")
 def train_group() -> None:
-    """Train rerankers (cross-encoders with LoRA or full fine-tuning)."""
+    """Train rerankers: cross-encoders (LoRA or full), setwise LLMs with GRPO (Rank-R1) or SFT."""
 
 
 @train_group.command("reranker")
@@ -61,6 +62,51 @@ def train_reranker_cmd(config_path: str, output: str | None, resume: bool, seed:
         click.echo(f"best dev {cfg.select_metric}: {result.best_metric:.4f}")
     if result.interpolation:
         click.echo(f"interpolation weight (dev): {result.interpolation['weight']}")
+
+
+def _llm_training(kind: str, config_path: str, output: str | None, seed: int | None,
+                  sets: tuple[str, ...], resume: bool = False) -> None:
+    from rankkit.train.config import load_config
+    from rankkit.train.llm_config import RankR1Config, SetwiseSFTConfig
+
+    overrides = _parse_sets(sets)
+    if seed is not None:
+        overrides["seed"] = seed
+    cfg, base = load_config(RankR1Config if kind == "grpo" else SetwiseSFTConfig, config_path, overrides)
+    if output:
+        cfg.output = str(Path(output).resolve())
+    if kind == "grpo":
+        from rankkit.train.grpo import train_grpo
+
+        result = train_grpo(cfg, base, resume=resume)
+    else:
+        from rankkit.train.sft_setwise import train_sft_setwise
+
+        result = train_sft_setwise(cfg, base)
+    click.echo(f"adapter: {result.output}")
+    click.echo(f"steps: {result.steps}  wall time: {result.wall_time_s:.0f} s")
+
+
+@train_group.command("grpo")
+@click.option("--config", "config_path", required=True, type=click.Path(), help="Rank-R1 YAML (RankR1Config).")
+@click.option("--output", default=None, help="Adapter folder (overrides the config's output).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of the same output.")
+@click.option("--seed", type=int, default=None, help="Override the config's seed.")
+@click.option("--set", "sets", multiple=True, help="Override a config key: --set grpo.beta=0.0 (repeatable).")
+def train_grpo_cmd(config_path: str, output: str | None, resume: bool, seed: int | None,
+                   sets: tuple[str, ...]) -> None:
+    """Train a setwise LLM reranker with GRPO (Rank-R1) and a LoRA adapter."""
+    _llm_training("grpo", config_path, output, seed, sets, resume)
+
+
+@train_group.command("sft-setwise")
+@click.option("--config", "config_path", required=True, type=click.Path(), help="SFT YAML (SetwiseSFTConfig).")
+@click.option("--output", default=None, help="Adapter folder (overrides the config's output).")
+@click.option("--seed", type=int, default=None, help="Override the config's seed.")
+@click.option("--set", "sets", multiple=True, help="Override a config key: --set sft.learning_rate=5e-5.")
+def train_sft_cmd(config_path: str, output: str | None, seed: int | None, sets: tuple[str, ...]) -> None:
+    """Train the Setwise-SFT baseline (answers without reasoning) with a LoRA adapter."""
+    _llm_training("sft", config_path, output, seed, sets)
 
 
 @click.group("adapters")

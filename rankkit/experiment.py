@@ -88,6 +88,7 @@ def run_experiment(
         dataset = dataset.subset(config.num_queries)
     runs: dict[str, Run] = {}
     wall: dict[str, float] = {}
+    stage_stats: dict[str, dict[str, dict[str, int]]] = {}
     overrides: dict[str, Any] = {"show_progress": show_progress}
     if cache_dir:
         overrides["cache_dir"] = cache_dir
@@ -98,6 +99,8 @@ def run_experiment(
         t0 = time.perf_counter()
         runs[name] = pipeline(dataset.queries).with_name(name)
         wall[name] = time.perf_counter() - t0
+        if pipeline.stats():
+            stage_stats[name] = pipeline.stats()
         if config.runs_dir:
             runs[name].to_trec(base / config.runs_dir / f"{name}.trec", tag=name.replace(" ", "_"))
     comparison = None
@@ -115,6 +118,7 @@ def run_experiment(
         "results": means,
         "comparison": comparison.to_dict() if comparison else None,
         "pipeline_wall_time_s": {k: round(v, 3) for k, v in wall.items()},
+        "stage_stats": stage_stats,
         "run_card": run_card(config=vars(config), seed=config.seed, wall_time_s=time.perf_counter() - t_start),
     }
     if config.output:

@@ -114,6 +114,10 @@ class Pipeline(Stage):
         assert run is not None
         return run.with_name(self.name) if self.name != Pipeline.name else run
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counters reported by stages that keep them (e.g. LLM calls and tokens of a setwise stage)."""
+        return {s.name: dict(s.stats) for s in self.stages if getattr(s, "stats", None)}
+
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], dataset: Any = None, **overrides: Any) -> Pipeline:
         """Build a pipeline from a YAML file in ``pipelines/``.
@@ -234,6 +238,7 @@ def _load_builtin_stages() -> None:
     import rankkit.retrieve.bm25  # noqa: F401
     import rankkit.retrieve.dense  # noqa: F401
     import rankkit.rerank.cross_encoder  # noqa: F401
+    import rankkit.rerank.setwise  # noqa: F401
 
 
 def _apply_overrides(config_cls: type, values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rankkit.config import from_mapping, load_yaml
 from rankkit.models import MINILM_ID
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
 from rankkit.train.objectives import canonical_objective
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -115,8 +118,11 @@ class TrainConfig:
             raise ValueError("save_every and keep_checkpoints must be >= 1")
 
 
-def load_train_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[TrainConfig, Path]:
-    """Read a training YAML (with dotted ``overrides`` such as ``{"lora.rank": 8}``); returns (config, its folder)."""
+def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[T, Path]:
+    """Read a training YAML into dataclass ``cls`` with dotted ``overrides`` (``{"lora.rank": 8}``).
+
+    Returns (config, the YAML's folder); errors name the file and the dotted key.
+    """
     path = Path(path)
     values = load_yaml(path) or {}
     if not isinstance(values, dict):
@@ -129,4 +135,9 @@ def load_train_config(path: str | Path, overrides: dict[str, object] | None = No
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return from_mapping(TrainConfig, values, str(path)), path.parent
+    return from_mapping(cls, values, str(path)), path.parent
+
+
+def load_train_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[TrainConfig, Path]:
+    """Read a cross-encoder training YAML (see :func:`load_config`)."""
+    return load_config(TrainConfig, path, overrides)

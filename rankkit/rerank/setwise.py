@@ -1,0 +1,194 @@
+"""The setwise LLM rerank stage (Zhuang et al. setwise; Rank-R1 reasoning prompts).
+
+``Setwise(dataset, model="smollm2", template="setwise-r1", num_child=3, k=10)``
+takes the top ``depth`` candidates of each query from the incoming run and sorts
+the top ``k`` with setwise heapsort (or bubblesort): each comparison shows the LLM
+up to ``num_child + 1`` documents (passages cut to ``passage_tokens``) and asks
+for the most relevant. Positions inside every comparison are shuffled with a
+per-query seed (against position bias); comparisons of different queries are
+generated together in batches of ``batch_size``. The output keeps the ``depth``
+candidates: the sorted top ``k``, then the rest in first-stage order. An answer
+that cannot be parsed picks the shown document the first stage ranked highest.
+LLM calls,
+prompt/generated tokens and parse outcomes are in :attr:`Setwise.stats`.
+Registered as the YAML stage ``setwise``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rankkit.config import from_mapping
+from rankkit.errors import ConfigError
+from rankkit.pipeline import Stage, register_stage
+from rankkit.rerank.setwise_prompt import load_template, truncate_texts
+from rankkit.rerank.setwise_sort import SORTS, drive
+from rankkit.types import Query, Run
+
+if TYPE_CHECKING:
+    from rankkit.data.dataset import Dataset
+    from rankkit.rerank.setwise_llm import SetwiseLLM
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SetwiseConfig:
+    """Options of the setwise stage (Python, YAML and CLI share them).
+
+    ``model`` is any HF causal LM id or path with a chat template (``smollm2`` is the
+    offline SmolLM2-135M-Instruct); ``adapter`` a peft LoRA folder (e.g. from
+    ``rankkit train grpo``); ``template`` a built-in name or a ``.toml`` path
+    (default: the template saved with the adapter, else ``setwise-r1``);
+    ``method`` ``heapsort`` or ``bubblesort``; ``num_child`` + 1 documents per
+    comparison; ``k`` results sorted out of ``depth`` candidates; ``max_new_tokens``
+    caps each answer; ``temperature`` 0 is greedy; ``parse`` is ``lenient`` or
+    ``strict``; ``shuffle`` permutes positions in each comparison with ``seed``.
+    """
+
+    model: str = "smollm2"
+    adapter: str | None = None
+    template: str | None = None
+    method: str = "heapsort"
+    num_child: int = 3
+    k: int = 10
+    depth: int = 20
+    passage_tokens: int | None = 96
+    query_tokens: int | None = 64
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    parse: str = "lenient"
+    shuffle: bool = True
+    seed: int = 0
+    batch_size: int = 16
+    device: str = "auto"
+    dtype: str = "auto"
+    show_progress: bool = True
+    cache_dir: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in SORTS:
+            raise ValueError(f"method must be one of {', '.join(SORTS)}, got {self.method!r}")
+        if self.parse not in ("strict", "lenient"):
+            raise ValueError(f"parse must be strict or lenient, got {self.parse!r}")
+        for key in ("num_child", "k", "depth", "batch_size", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+class Setwise(Stage):
+    """Setwise LLM reranker stage (see the module docstring).
+
+    Takes :class:`SetwiseConfig` options as keywords, or ``config=``; a ready
+    :class:`SetwiseLLM` can be passed as ``llm=`` to skip loading.
+    """
+
+    def __init__(self, dataset: Dataset | None = None, config: SetwiseConfig | None = None, *,
+                 llm: SetwiseLLM | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("give Setwise either a config or keyword options, not both")
+        self.config = config or from_mapping(SetwiseConfig, options, "Setwise")
+        from rankkit.train.setwise_common import saved_template
+
+        c = self.config
+        self.template = load_template(c.template or (c.adapter and saved_template(c.adapter)) or "setwise-r1")
+        self.dataset = dataset
+        self.name = self.config.name or "setwise"
+        self._llm = llm
+        self.stats: Counter[str] = Counter()
+        if self.config.cache_dir:
+            self.cache_dir = Path(self.config.cache_dir)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Setwise(model={c.model!r}, adapter={c.adapter!r}, template={c.template!r}, c={c.num_child + 1})"
+
+    @property
+    def llm(self) -> SetwiseLLM:
+        """The LLM comparator, loaded on first use."""
+        if self._llm is None:
+            from rankkit.llm import load_causal_lm
+            from rankkit.rerank.setwise_llm import SetwiseLLM
+
+            c = self.config
+            model, tok = load_causal_lm(c.model, c.adapter, c.device, c.dtype)
+            self._llm = SetwiseLLM(model, tok, self.template, c.max_new_tokens, c.temperature, c.parse)
+        return self._llm
+
+    def cache_spec(self) -> dict[str, Any] | None:
+        from rankkit.llm import resolve_causal_lm
+        from rankkit.models import model_identity
+
+        c = self.config
+        spec = {k: v for k, v in asdict(c).items() if k not in ("show_progress", "cache_dir", "name", "batch_size")}
+        spec["model"] = model_identity(resolve_causal_lm(c.model))
+        spec["adapter"] = model_identity(c.adapter) if c.adapter else None
+        spec["template"] = asdict(self.template) | {"source": None}
+        return spec
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        if run is None:
+            raise ConfigError(f"{self.name}: a setwise reranker reorders an incoming run; put it after a retriever")
+        if self.dataset is None:
+            raise ConfigError(f"{self.name}: needs the dataset to fetch document texts (Setwise(dataset, ...))")
+        c = self.config
+        top = run.top_k(c.depth)
+        texts = {q.qid: q.text for q in queries if q.qid in top}
+        found = self.dataset.docs(list(dict.fromkeys(d for qid in texts for d in top[qid])))
+        ranked = {qid: sorted(top[qid], key=lambda d: -top[qid][d]) for qid in texts}
+        return Run(self.rerank(texts, {q: [found[d].contents for d in ds] for q, ds in ranked.items()},
+                               ranked), name=self.name)
+
+    def rerank(self, queries: dict[str, str], documents: dict[str, list[str]],
+               docids: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        """Setwise-sort each query's candidates (``documents`` and ``docids`` in first-stage order).
+
+        Returns ``{qid: {docid: score}}`` with scores descending along the new order.
+        An empty candidate list raises ``ValueError`` naming the query.
+        """
+        from tqdm.auto import tqdm
+
+        c = self.config
+        for qid in queries:
+            if not documents.get(qid):
+                raise ValueError(f"{self.name}: query {qid!r} has an empty candidate list; nothing to rerank")
+        llm = self.llm
+        q_cut = dict(zip(queries, truncate_texts(list(queries.values()), llm.tokenizer, c.query_tokens)))
+        d_cut = {qid: truncate_texts(documents[qid], llm.tokenizer, c.passage_tokens) for qid in queries}
+        rngs = {qid: random.Random(f"{c.seed}:{qid}") for qid in queries}
+        sorts = {qid: SORTS[c.method](len(documents[qid]), c.k, c.num_child) for qid in queries}
+
+        def choose(batch: list[tuple[str, list[int]]]) -> list[int]:
+            perms = []
+            for qid, shown in batch:
+                perm = list(range(len(shown)))
+                if c.shuffle:
+                    rngs[qid].shuffle(perm)
+                perms.append(perm)
+            picks = llm.choose([(q_cut[qid], [d_cut[qid][shown[j]] for j in perm])
+                                for (qid, shown), perm in zip(batch, perms)])
+            # An unreadable answer picks the shown document the first stage ranked highest (the
+            # smallest index): deterministic, and with no readable answer at all the output is the
+            # first-stage order.
+            return [min(range(len(shown)), key=shown.__getitem__) if p is None else perm[p]
+                    for (_, shown), perm, p in zip(batch, perms, picks)]
+
+        before = Counter(llm.stats)
+        with tqdm(desc=f"{self.name} comparisons", unit="call", disable=not c.show_progress) as bar:
+            orders = drive(sorts, choose, c.batch_size, on_batch=bar.update)
+        self.stats.update(Counter(llm.stats) - before)
+        self.stats["queries"] += len(queries)
+        log.info("%s: %s", self.name, dict(self.stats))
+        return {qid: {docids[qid][i]: float(len(order) - r) for r, i in enumerate(order)}
+                for qid, order in orders.items()}
+
+
+@register_stage("setwise", SetwiseConfig)
+def _setwise_from_config(cfg: SetwiseConfig, dataset: Any, overrides: dict[str, Any]) -> Setwise:
+    return Setwise(dataset, cfg)
