@@ -106,6 +106,15 @@ def test_yaml_unknown_keys_name_file_and_key(tmp_path: Path) -> None:
         Pipeline.from_yaml(tmp_path / "absent.yaml")
 
 
+def _llm_training_configs() -> dict[str, type]:
+    from rankkit.train.llm_config import RankR1Config, SetwiseSFTConfig
+
+    return {"rank_r1_grpo.yaml": RankR1Config, "setwise_sft.yaml": SetwiseSFTConfig}
+
+
+LLM_TRAINING = _llm_training_configs()
+
+
 def test_shipped_pipeline_files_parse() -> None:
     root = Path(__file__).resolve().parents[1] / "pipelines"
     files = sorted(root.glob("*.yaml"))
@@ -115,6 +124,11 @@ def test_shipped_pipeline_files_parse() -> None:
             from rankkit.train.config import load_train_config
 
             assert load_train_config(path)[0].epochs >= 1, path
+            continue
+        if path.name in LLM_TRAINING:
+            from rankkit.train.config import load_config
+
+            assert load_config(LLM_TRAINING[path.name], path)[0].data.set_size >= 2, path
             continue
         p = Pipeline.from_yaml(path, dataset=object(), show_progress=False)
         assert p.stages, path

@@ -110,3 +110,64 @@ def test_bad_train_configs_fail_with_one_line(config: Path, tmp_path: Path) -> N
     assert bad.returncode == 2 and "unknown key 'rnak' (did you mean 'rank'?)" in bad.stderr
     bad = rk("train", "reranker", "--config", str(tmp_path / "missing.yaml"), check=False)
     assert bad.returncode == 2 and "file not found" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def llm_config(tiny_llm: Path, train_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg-llm") / "llm.yaml"
+    path.write_text(f"""
+model: {tiny_llm}
+data:
+  dataset: {train_folder}
+  split: train
+  first_stage: {train_folder / 'run.trec'}
+  set_size: 3
+  num_prompts: 4
+  passage_tokens: 16
+lora: {{rank: 4, alpha: 8, target_modules: [q_proj, v_proj]}}
+""")
+    return path
+
+
+def test_train_grpo_then_rerank_with_the_adapter(llm_config: Path, train_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r1"
+    proc = rk("train", "grpo", "--config", str(llm_config), "--output", str(out), "--set", "prefix=<think>",
+              "--set", "grpo.max_steps=2", "--set", "grpo.num_generations=2", "--set",
+              "grpo.per_device_train_batch_size=4", "--set", "grpo.max_completion_length=8", "--set",
+              "reward.format_weight=0.5")
+    assert "steps: 2" in proc.stdout
+    assert (out / "adapter_config.json").is_file() and (out / "template.toml").is_file()
+    meta = json.loads((out / "rankkit_setwise.json").read_text())
+    assert meta["kind"] == "grpo" and meta["config"]["grpo"]["beta"] == 0.04
+    logged = [h for h in meta["log_history"] if "rewards/correct/mean" in h]
+    assert len(logged) == 2 and all("rewards/format/mean" in h for h in logged)
+    assert not list(tmp_path.glob("r1.*")) or all(p.name == "r1.checkpoints" for p in tmp_path.glob("r1.*"))
+
+    from rankkit.data import load_dataset
+    from rankkit.rerank.setwise import Setwise
+    from rankkit.types import Run
+
+    ds = load_dataset(str(train_folder), "train").subset(2)
+    stage = Setwise(ds, model=str(meta["base_model"]), adapter=str(out), k=2, depth=4, max_new_tokens=4,
+                    device="cpu", show_progress=False)
+    assert stage.template.prefix == "<think>"
+    run = stage(ds.queries, Run.from_trec(train_folder / "run.trec"))
+    assert all(len(run[q.qid]) == 4 for q in ds.queries) and stage.stats["llm_calls"] > 0
+
+
+def test_train_sft_setwise(llm_config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sft"
+    proc = rk("train", "sft-setwise", "--config", str(llm_config), "--output", str(out), "--set",
+              "sft.per_device_train_batch_size=2", "--set", "sft.max_length=400")
+    assert "steps: 2" in proc.stdout
+    meta = json.loads((out / "rankkit_setwise.json").read_text())
+    assert meta["kind"] == "sft" and meta["num_prompts"] == 4
+    assert (out / "adapter_model.safetensors").is_file()
+    assert "reasoning = false" in (out / "template.toml").read_text()
+
+
+def test_llm_training_config_errors(llm_config: Path) -> None:
+    proc = rk("train", "grpo", "--config", str(llm_config), "--set", "grpo.temprature=0.5", check=False)
+    assert proc.returncode != 0 and "temprature" in proc.stderr
+    proc = rk("train", "grpo", "--config", str(llm_config), "--set", "template=missing-one", check=False)
+    assert proc.returncode != 0 and "unknown prompt template 'missing-one'" in proc.stderr

@@ -1,0 +1,54 @@
+"""Rank-R1 GRPO and Setwise-SFT plumbing: rewards as trl sees them, configs, prompt-length checks, budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rankkit.errors import ConfigError
+from rankkit.train.grpo import SetwiseReward, grpo_args
+from rankkit.train.llm_config import GRPOSettings, RankR1Config
+from rankkit.train.setwise_common import prepare_examples, resolve_template, time_budget_callback
+
+
+def test_rewards_put_the_prefix_back_and_read_chat_completions() -> None:
+    correct = SetwiseReward("correct", prefix="<think>")
+    assert correct.__name__ == "correct"
+    completions = [" doc 2 fits </think> <answer>[2]</answer>", " x </think> <answer>[1]</answer>", "[2]"]
+    assert correct(completions, label=["[2]", "[2]", "[2]"]) == [1.0, 0.0, 0.0]
+    chat = [[{"role": "assistant", "content": completions[0]}]]
+    assert correct(chat, label=["[2]"]) == [1.0]
+    assert SetwiseReward("format", "<think>")(completions) == [1.0, 1.0, 0.0]
+    assert SetwiseReward("format")(completions) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="label"):
+        correct(completions)
+
+
+def test_every_grpo_setting_reaches_trl(tmp_path: Path) -> None:
+    cfg = RankR1Config(grpo=GRPOSettings(beta=0.0123, num_generations=3, per_device_train_batch_size=6,
+                                         temperature=0.7, max_completion_length=77, epsilon=0.3, loss_type="dapo"))
+    cfg.reward.format_weight = 0.25
+    args = grpo_args(cfg, str(tmp_path))
+    assert (args.beta, args.num_generations, args.temperature, args.max_completion_length, args.epsilon,
+            args.loss_type, args.reward_weights) == (0.0123, 3, 0.7, 77, 0.3, "dapo", [1.0, 0.25])
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        GRPOSettings(num_generations=3, per_device_train_batch_size=8)
+
+
+def test_prompt_longer_than_the_limit_names_the_query(train_folder: Path, tiny_llm: Path) -> None:
+    from rankkit.llm import load_tokenizer
+    from rankkit.train.llm_config import SetwiseDataSettings
+
+    data = SetwiseDataSettings(dataset=str(train_folder), split="train", first_stage=str(train_folder / "run.trec"),
+                               set_size=3, passage_tokens=None, max_prompt_tokens=50)
+    with pytest.raises(ConfigError, match=r"max_prompt_tokens is 50 but the prompt for query '[^']+' has \d+ tokens"):
+        prepare_examples(data, resolve_template("setwise-r1", None), load_tokenizer(str(tiny_llm)), Path("."), 0)
+
+
+def test_time_budget_stops_training() -> None:
+    from transformers import TrainerControl
+
+    cb = time_budget_callback(0.0)
+    assert cb.on_step_end(None, None, TrainerControl()).should_training_stop
+    assert not time_budget_callback(None).on_step_end(None, None, TrainerControl()).should_training_stop
