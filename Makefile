@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # only when its config changes. Scores are cached under RANKKIT_CACHE_DIR.
 CE_MODEL := models/ce-scifact/rankkit_ce.json
 
-.PHONY: demo test install ce-experiment reproduce bench clean
+.PHONY: demo test install ce-experiment rank-r1 reproduce bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,19 @@ test: $(STAMP)
 
 ce-experiment: $(STAMP) $(CE_MODEL)
 	$(BIN)/rankkit experiment eval/ce_scifact.yaml --cache-dir $${RANKKIT_CACHE_DIR:-$$HOME/.cache/rankkit}
+
+# Rank-R1 on SmolLM2 (CPU): GRPO (30-minute budget), the SFT baseline, then the SciFact evaluation.
+RANK_R1 := models/rank-r1-smollm2/rankkit_setwise.json
+SETWISE_SFT := models/setwise-sft-smollm2/rankkit_setwise.json
+
+$(RANK_R1): pipelines/rank_r1_grpo.yaml | $(STAMP)
+	$(BIN)/rankkit train grpo --config pipelines/rank_r1_grpo.yaml
+
+$(SETWISE_SFT): pipelines/setwise_sft.yaml | $(STAMP)
+	$(BIN)/rankkit train sft-setwise --config pipelines/setwise_sft.yaml
+
+rank-r1: $(STAMP) $(RANK_R1) $(SETWISE_SFT)
+	$(BIN)/python eval/rank_r1_scifact.py --prompts 100 --queries 20
 
 reproduce: $(STAMP)
 	$(BIN)/rankkit reproduce eval/reproduction.yaml --output eval/results/reproduction.json
