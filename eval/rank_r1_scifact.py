@@ -133,6 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grpo", default=str(ROOT / "models" / "rank-r1-smollm2"))
     ap.add_argument("--sft", default=str(ROOT / "models" / "setwise-sft-smollm2"))
+    ap.add_argument("--base", default="smollm2", help="base model of both adapters")
     ap.add_argument("--prompts", type=int, default=100)
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--batch", type=int, default=20)
@@ -163,7 +164,7 @@ def main() -> None:
     reference = None
     for name, spec in systems.items():
         template = _template(spec)
-        model, tok = load_causal_lm("smollm2", spec["adapter"], device="cpu")
+        model, tok = load_causal_lm(args.base, spec["adapter"], device="cpu")
         base_model = base_model or tok.name_or_path
         examples = build_setwise_examples(test, bm25, template, tok, set_size=4, negatives_depth=30,
                                           num_prompts=args.prompts, passage_tokens=64, query_tokens=48, seed=123)

@@ -20,8 +20,8 @@ from typing import Any
 from rankkit.models import resolve_device
 from rankkit.rerank.setwise_parse import partial_format, rank_r1_reward
 from rankkit.train.llm_config import RankR1Config
-from rankkit.train.setwise_common import (peft_lora, prepare_examples, resolve_template, save_trained,
-                                          time_budget_callback)
+from rankkit.train.setwise_common import (output_folder, peft_lora, prepare_examples, resolve_template,
+                                          save_trained, time_budget_callback)
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,13 @@ def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) 
 
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
+    output = output_folder(cfg.output, base)
     template = resolve_template(cfg.template, cfg.prefix)
     tokenizer = load_tokenizer(cfg.model)
     examples = prepare_examples(cfg.data, template, tokenizer, base, cfg.seed)
     train = datasets.Dataset.from_list([{"prompt": e["prompt"], "label": e["label"]} for e in examples])
     model = AutoModelForCausalLM.from_pretrained(resolve_causal_lm(cfg.model), dtype="float32")
-    checkpoints = str(Path(cfg.output)) + ".checkpoints"
+    checkpoints = str(output) + ".checkpoints"
     trainer = GRPOTrainer(model=model, reward_funcs=[SetwiseReward("correct", template.prefix),
                                                      SetwiseReward("format", template.prefix)],
                           args=grpo_args(cfg, checkpoints), train_dataset=train, processing_class=tokenizer,
@@ -103,6 +104,6 @@ def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) 
     wall = time.perf_counter() - t0
     meta = {"kind": "grpo", "base_model": cfg.model, "config": asdict(cfg), "num_prompts": len(examples),
             "steps": trainer.state.global_step, "wall_time_s": round(wall, 1), "versions": versions()}
-    out = save_trained(trainer, cfg.output, template, meta)
+    out = save_trained(trainer, output, template, meta)
     log.info("GRPO: %d steps in %.0f s -> %s", trainer.state.global_step, wall, out)
     return LLMTrainResult(out, trainer.state.global_step, wall)

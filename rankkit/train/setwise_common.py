@@ -92,6 +92,14 @@ def _toml_template(t: SetwiseTemplate) -> str:
                                                           ("user", t.user), ("document", t.document)))
 
 
+def output_folder(output: str, base: Path) -> Path:
+    """The adapter folder: ``output`` relative to the config's folder ``base``, refusing to overwrite other data."""
+    path = Path(output) if Path(output).is_absolute() else base / output
+    if path.exists() and not (path / META_FILE).is_file():
+        raise ConfigError(f"output {path} exists and is not a rankkit setwise adapter folder; refusing to overwrite it")
+    return path
+
+
 def save_trained(trainer: Any, output: str | Path, template: SetwiseTemplate, meta: dict[str, Any]) -> Path:
     """Save ``trainer``'s adapter, the template and ``meta`` (+ the training log) into ``output`` atomically."""
     output = Path(output)

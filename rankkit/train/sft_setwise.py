@@ -16,7 +16,7 @@ from pathlib import Path
 from rankkit.models import resolve_device
 from rankkit.train.grpo import LLMTrainResult
 from rankkit.train.llm_config import SetwiseSFTConfig
-from rankkit.train.setwise_common import peft_lora, prepare_examples, resolve_template, save_trained
+from rankkit.train.setwise_common import output_folder, peft_lora, prepare_examples, resolve_template, save_trained
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrain
 
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
+    output = output_folder(cfg.output, base)
     template = resolve_template(cfg.template, cfg.prefix)
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "right"
@@ -39,7 +40,7 @@ def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrain
     train = datasets.Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     s = cfg.sft
     args = SFTConfig(
-        output_dir=str(Path(cfg.output)) + ".checkpoints", learning_rate=s.learning_rate,
+        output_dir=str(output) + ".checkpoints", learning_rate=s.learning_rate,
         per_device_train_batch_size=s.per_device_train_batch_size,
         gradient_accumulation_steps=s.gradient_accumulation_steps, num_train_epochs=s.num_train_epochs,
         max_steps=s.max_steps, max_length=s.max_length, warmup_steps=s.warmup_steps,
@@ -54,6 +55,6 @@ def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrain
     wall = time.perf_counter() - t0
     meta = {"kind": "sft", "base_model": cfg.model, "config": asdict(cfg), "num_prompts": len(examples),
             "steps": trainer.state.global_step, "wall_time_s": round(wall, 1), "versions": versions()}
-    out = save_trained(trainer, cfg.output, template, meta)
+    out = save_trained(trainer, output, template, meta)
     log.info("SFT: %d steps in %.0f s -> %s", trainer.state.global_step, wall, out)
     return LLMTrainResult(out, trainer.state.global_step, wall)

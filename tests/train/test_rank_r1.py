@@ -52,3 +52,15 @@ def test_time_budget_stops_training() -> None:
     cb = time_budget_callback(0.0)
     assert cb.on_step_end(None, None, TrainerControl()).should_training_stop
     assert not time_budget_callback(None).on_step_end(None, None, TrainerControl()).should_training_stop
+
+
+def test_output_folder_is_relative_to_the_config_and_never_clobbers(tmp_path: Path) -> None:
+    from rankkit.train.setwise_common import META_FILE, output_folder
+
+    assert output_folder("../models/x", tmp_path / "pipelines") == tmp_path / "pipelines" / "../models/x"
+    assert output_folder(str(tmp_path / "abs"), Path("elsewhere")) == tmp_path / "abs"
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError, match="not a rankkit setwise adapter folder"):
+        output_folder(str(tmp_path / "data"), tmp_path)
+    (tmp_path / "data" / META_FILE).write_text("{}")
+    assert output_folder(str(tmp_path / "data"), tmp_path) == tmp_path / "data"
