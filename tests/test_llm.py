@@ -29,7 +29,7 @@ def test_smollm2_is_converted_once_and_generates(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(llm, "_convert_gguf", no_second_conversion)
     model, tok = load_causal_lm("smollm2", device="cpu")
     assert tok.chat_template and tok.padding_side == "left"
-    assert not list(path.parent.glob(path.name + ".*")), "no half-written conversion left behind"
+    assert not list(path.parent.glob(f".{path.name}.*")), "no half-written conversion left behind"
     import torch
 
     enc = tok(["<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n"], return_tensors="pt")

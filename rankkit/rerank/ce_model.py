@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from torch import nn
 
 from rankkit.errors import ConfigError
 from rankkit.models import model_fingerprint, resolve_device, resolve_model
+from rankkit.trec import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -262,9 +261,7 @@ class CrossEncoderModel(nn.Module):
         from safetensors.torch import save_file
 
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_dir(out) as tmp:
             meta = self.config_dict()
             encoder = self.encoder
             if self.is_peft and not merged:
@@ -279,12 +276,6 @@ class CrossEncoderModel(nn.Module):
                 save_file({k: v.detach().float().cpu().contiguous() for k, v in self.linear.state_dict().items()},
                           str(tmp / HEAD_FILE))
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return out
 
     def merge(self, path: str | os.PathLike[str]) -> Path:

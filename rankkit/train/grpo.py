@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rankkit.models import resolve_device
 from rankkit.rerank.setwise_parse import partial_format, rank_r1_reward
 from rankkit.train.llm_config import RankR1Config
-from rankkit.train.setwise_common import (output_folder, peft_lora, prepare_examples, resolve_template,
-                                          save_trained, time_budget_callback)
+from rankkit.train.setwise_common import (finish, output_folder, peft_lora, prepare_examples,
+                                          resolve_template, time_budget_callback)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) 
     from trl import GRPOTrainer
 
     from rankkit.llm import load_tokenizer, resolve_causal_lm
-    from rankkit.runcard import seed_everything, versions
+    from rankkit.runcard import seed_everything
 
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -101,9 +101,4 @@ def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) 
                           args=grpo_args(cfg, checkpoints), train_dataset=train, processing_class=tokenizer,
                           peft_config=peft_lora(cfg.lora), callbacks=[time_budget_callback(cfg.grpo.max_time_s)])
     trainer.train(resume_from_checkpoint=True if resume and Path(checkpoints).is_dir() else None)
-    wall = time.perf_counter() - t0
-    meta = {"kind": "grpo", "base_model": cfg.model, "config": asdict(cfg), "num_prompts": len(examples),
-            "steps": trainer.state.global_step, "wall_time_s": round(wall, 1), "versions": versions()}
-    out = save_trained(trainer, output, template, meta)
-    log.info("GRPO: %d steps in %.0f s -> %s", trainer.state.global_step, wall, out)
-    return LLMTrainResult(out, trainer.state.global_step, wall)
+    return LLMTrainResult(*finish(trainer, "grpo", cfg, len(examples), output, template, t0))

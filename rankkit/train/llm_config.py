@@ -111,31 +111,36 @@ class SFTSettings:
 
 
 @dataclass
-class RankR1Config:
-    """`rankkit train grpo`: Rank-R1 GRPO training of a LoRA adapter on setwise prompts."""
+class _LLMTraining:
+    """Fields shared by GRPO and SFT configs (subclasses set their own defaults)."""
 
     model: str = "smollm2"
     template: str = "setwise-r1"
     prefix: str | None = None
-    output: str = "models/rank-r1"
+    output: str = "models/setwise-llm"
     data: SetwiseDataSettings = field(default_factory=SetwiseDataSettings)
     lora: LoraSettings = field(default_factory=_llm_lora)
-    reward: RewardSettings = field(default_factory=RewardSettings)
-    grpo: GRPOSettings = field(default_factory=GRPOSettings)
     seed: int = 42
     device: str = "auto"
 
 
 @dataclass
-class SetwiseSFTConfig:
+class RankR1Config(_LLMTraining):
+    """`rankkit train grpo`: Rank-R1 GRPO training of a LoRA adapter on setwise prompts.
+
+    ``template`` is a built-in name or ``.toml`` path; ``prefix`` replaces the
+    template's assistant prefix; ``output`` is relative to the config file.
+    """
+
+    output: str = "models/rank-r1"
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+
+
+@dataclass
+class SetwiseSFTConfig(_LLMTraining):
     """`rankkit train sft-setwise`: the Setwise-SFT baseline (answers without reasoning), same LoRA."""
 
-    model: str = "smollm2"
     template: str = "setwise"
-    prefix: str | None = None
     output: str = "models/setwise-sft"
-    data: SetwiseDataSettings = field(default_factory=SetwiseDataSettings)
-    lora: LoraSettings = field(default_factory=_llm_lora)
     sft: SFTSettings = field(default_factory=SFTSettings)
-    seed: int = 42
-    device: str = "auto"

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,9 @@ from rankkit.errors import ConfigError
 from rankkit.rerank.setwise_prompt import SetwiseTemplate, load_template
 from rankkit.train.config import LoraSettings
 from rankkit.train.llm_config import SetwiseDataSettings
+from rankkit.trec import atomic_dir
+
+log = logging.getLogger(__name__)
 
 META_FILE = "rankkit_setwise.json"
 TEMPLATE_FILE = "template.toml"
@@ -100,23 +101,30 @@ def output_folder(output: str, base: Path) -> Path:
     return path
 
 
-def save_trained(trainer: Any, output: str | Path, template: SetwiseTemplate, meta: dict[str, Any]) -> Path:
+def save_trained(trainer: Any, output: Path, template: SetwiseTemplate, meta: dict[str, Any]) -> Path:
     """Save ``trainer``'s adapter, the template and ``meta`` (+ the training log) into ``output`` atomically."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
-    try:
+    with atomic_dir(output) as tmp:
         trainer.save_model(str(tmp))
         (tmp / TEMPLATE_FILE).write_text(_toml_template(template), encoding="utf-8")
         meta = dict(meta, template=TEMPLATE_FILE, log_history=trainer.state.log_history)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
+
+
+def finish(trainer: Any, kind: str, cfg: Any, num_prompts: int, output: Path, template: SetwiseTemplate,
+           started: float) -> tuple[Path, int, float]:
+    """Save a finished GRPO/SFT run (adapter, template, meta with config, log and versions); (folder, steps, wall s)."""
+    from dataclasses import asdict
+
+    from rankkit.runcard import versions
+
+    wall = time.perf_counter() - started
+    steps = trainer.state.global_step
+    meta = {"kind": kind, "base_model": cfg.model, "config": asdict(cfg), "num_prompts": num_prompts,
+            "steps": steps, "wall_time_s": round(wall, 1), "versions": versions()}
+    out = save_trained(trainer, output, template, meta)
+    log.info("%s: %d steps in %.0f s -> %s", kind, steps, wall, out)
+    return out, steps, wall
 
 
 def saved_template(adapter: str | Path) -> str | None:

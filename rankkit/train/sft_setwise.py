@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from rankkit.models import resolve_device
 from rankkit.train.grpo import LLMTrainResult
 from rankkit.train.llm_config import SetwiseSFTConfig
-from rankkit.train.setwise_common import output_folder, peft_lora, prepare_examples, resolve_template, save_trained
+from rankkit.train.setwise_common import finish, output_folder, peft_lora, prepare_examples, resolve_template
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrain
     from trl import SFTConfig, SFTTrainer
 
     from rankkit.llm import load_tokenizer, resolve_causal_lm
-    from rankkit.runcard import seed_everything, versions
+    from rankkit.runcard import seed_everything
 
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -52,9 +51,4 @@ def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrain
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                          peft_config=peft_lora(cfg.lora))
     trainer.train()
-    wall = time.perf_counter() - t0
-    meta = {"kind": "sft", "base_model": cfg.model, "config": asdict(cfg), "num_prompts": len(examples),
-            "steps": trainer.state.global_step, "wall_time_s": round(wall, 1), "versions": versions()}
-    out = save_trained(trainer, output, template, meta)
-    log.info("SFT: %d steps in %.0f s -> %s", trainer.state.global_step, wall, out)
-    return LLMTrainResult(out, trainer.state.global_step, wall)
+    return LLMTrainResult(*finish(trainer, "sft", cfg, len(examples), output, template, t0))
