@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,13 @@ class Pipeline(Stage):
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters reported by stages that keep them (e.g. LLM calls and tokens of a setwise stage)."""
-        return {s.name: dict(s.stats) for s in self.stages if getattr(s, "stats", None)}
+        out: dict[str, dict[str, int]] = {}
+        for stage in self.stages:
+            if isinstance(stage, Pipeline):
+                out.update(stage.stats())
+            elif isinstance(getattr(stage, "stats", None), Mapping) and stage.stats:
+                out[stage.name] = dict(stage.stats)
+        return out
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], dataset: Any = None, **overrides: Any) -> Pipeline:

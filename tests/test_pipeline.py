@@ -132,3 +132,25 @@ def test_shipped_pipeline_files_parse() -> None:
             continue
         p = Pipeline.from_yaml(path, dataset=object(), show_progress=False)
         assert p.stages, path
+
+
+def test_pipeline_collects_stage_counters_through_nested_pipelines() -> None:
+    from collections import Counter
+
+    from rankkit.types import Run
+
+    class Counting(Stage):
+        name = "counting"
+
+        def __init__(self) -> None:
+            self.stats: Counter[str] = Counter()
+
+        def transform(self, queries, run):
+            self.stats["llm_calls"] += len(queries)
+            return run or Run({q.qid: {"d": 1.0} for q in queries})
+
+    inner = Pipeline([Counting()], name="inner")
+    outer = Pipeline([inner, Cutoff(5)])
+    outer([("q1", "a"), ("q2", "b")])
+    assert outer.stats() == {"counting": {"llm_calls": 2}}
+    assert Pipeline([Cutoff(3)]).stats() == {}
