@@ -100,27 +100,39 @@ def plot_curve(log_history: list[dict], path: Path) -> list[dict]:
     return points
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95%) of a proportion ``p`` observed over ``n`` trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return round(centre - half, 3), round(centre + half, 3)
+
+
 def markdown(report: dict, means: dict) -> str:
     """The result tables as Markdown (top-1 on held-out prompts, nDCG@10 of setwise heapsort over BM25 top 20)."""
     card = report["run_card"]
     lines = [f"# Rank-R1 on SmolLM2-135M-Instruct, SciFact test ({card['date']})", "",
              f"`{card['command']}` on {card['machine'].get('cpu', 'this machine')}; total {card['wall_time_s']} s.",
              "", f"## Top-1 accuracy, {card['held_out_prompts']} held-out prompts (1 relevant + 3 BM25 negatives)", "",
-             "| system | top-1 | format rate | parse (strict/answer/label/failed) | gen. tokens/prompt |",
-             "|---|---|---|---|---|"]
+             "| system | top-1 | 95% CI (Wilson) | format rate | parse (strict/answer/label/failed) | gen. tokens/prompt |",
+             "|---|---|---|---|---|---|"]
     for name, r in report["top1"].items():
         p = r["parse"]
-        lines.append(f"| {name} | {r['top1_accuracy']:.3f} | {r['format_rate']:.3f} | "
+        lo, hi = wilson(r["top1_accuracy"], card["held_out_prompts"])
+        lines.append(f"| {name} | {r['top1_accuracy']:.3f} | {lo:.3f}-{hi:.3f} | {r['format_rate']:.3f} | "
                      f"{p.get('strict', 0)}/{p.get('answer', 0)}/{p.get('label', 0)}/{p.get('failed', 0)} | "
                      f"{r['generated_tokens_per_prompt']} |")
     lines += ["", "Chance is 0.250.", "",
               f"## nDCG@10, setwise heapsort (c=4, k=10) over BM25 top 20, {len(card['ndcg_queries'])} test queries",
-              "", "| run | nDCG@10 | MRR@10 | LLM calls | parse failures | wall s |", "|---|---|---|---|---|---|"]
+              "", "| run | nDCG@10 | p vs BM25 (t-test, Holm) | MRR@10 | LLM calls | parse failures | wall s |",
+              "|---|---|---|---|---|---|---|"]
+    adjusted = report["ndcg_comparison"].get("p_adjusted", {})
     for name, m in means.items():
         st = report["ndcg"].get(name, {})
         s = st.get("stats", {})
-        lines.append(f"| {name} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {s.get('llm_calls', '-')} | "
-                     f"{s.get('parse_failed', '-') if s else '-'} | {st.get('wall_s', '-')} |")
+        p = adjusted.get(name, {}).get("ndcg@10")
+        p_cell = "-" if p is None or name == report["ndcg_comparison"].get("baseline") else f"{p:.2g}"
+        lines.append(f"| {name} | {m['ndcg@10']:.4f} | {p_cell} | {m['mrr@10']:.4f} | {s.get('llm_calls', '-')} | "
+                     f"{s.get('parse_failed', 0) if s else '-'} | {st.get('wall_s', '-')} |")
     tr = report["training"]
     lines += ["", "## Training (CPU, 2 cores)", "",
               f"- GRPO: {tr['grpo']['steps']} steps, {tr['grpo']['wall_time_s']} s, pool of {tr['grpo']['num_prompts']} prompts.",
