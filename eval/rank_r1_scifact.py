@@ -51,7 +51,7 @@ def _template(spec: dict):
 
 def top1(llm, examples: list[dict], batch: int) -> dict:
     """Top-1 accuracy, strict-format rate and parse outcomes of ``llm`` on setwise ``examples``."""
-    from rankkit.rerank.setwise_parse import format_ok
+    from rankkit.rerank.setwise_parse import format_ok, parse_choice
 
     llm.stats.clear()
     correct = strict = 0
@@ -61,8 +61,6 @@ def top1(llm, examples: list[dict], batch: int) -> dict:
         prompts = [llm.prompt_text(e["query"], e["documents"]) for e in chunk]
         texts = llm.generate(prompts)
         for e, text in zip(chunk, texts):
-            from rankkit.rerank.setwise_parse import parse_choice
-
             choice = parse_choice(llm.template.prefix + text, len(e["documents"]), "lenient")
             llm.stats[f"parse_{choice.how}"] += 1
             correct += choice.index is not None and f"[{choice.index + 1}]" == e["label"]
