@@ -114,7 +114,7 @@ def test_tiny_llm_end_to_end_counts_calls_and_tokens(tiny_llm: Path) -> None:
 
 
 def test_model_without_chat_template_is_refused(tmp_path: Path) -> None:
-    from conftest import build_tiny_llm
+    from rankkit_test_helpers import build_tiny_llm
 
     from rankkit.llm import load_causal_lm
 
