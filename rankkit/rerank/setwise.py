@@ -141,7 +141,7 @@ class Setwise(Stage):
         top = run.top_k(c.depth)
         texts = {q.qid: q.text for q in queries if q.qid in top}
         found = self.dataset.docs(list(dict.fromkeys(d for qid in texts for d in top[qid])))
-        ranked = {qid: sorted(top[qid], key=lambda d: -top[qid][d]) for qid in texts}
+        ranked = {qid: [d for d, _ in top.ranked(qid)] for qid in texts}
         return Run(self.rerank(texts, {q: [found[d].contents for d in ds] for q, ds in ranked.items()},
                                ranked), name=self.name)
 
