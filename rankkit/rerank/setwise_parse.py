@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+ANSWER_END = "</answer>"  # the stop string of setwise generation: the answer is complete there
 STRICT = re.compile(r"<think>.*?</think>\s*<answer>(.*?)</answer>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _LABEL = re.compile(r"^\s*\[\s*(\d+)\s*\]\s*$")

@@ -8,7 +8,8 @@ turn (``"<think>"`` makes a model begin by reasoning); generation continues afte
 it and answers are read with the prefix in front. Built-in templates live in ``rankkit/rerank/templates``:
 ``setwise-r1`` (Rank-R1, reason then answer) and ``setwise`` (answer only). A path
 to any ``.toml`` file with the same fields works too. Labels are 1-based:
-``[1] … [c]``.
+``[1] … [c]``. A trained adapter folder keeps its template beside the weights as
+``template.toml`` (:func:`save_template`, found again by :func:`saved_template`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rankkit.errors import ConfigError
+from rankkit.llm.chat import chat_messages, render_chat
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+TEMPLATE_FILE = "template.toml"
 _REQUIRED = {"user": {"query", "documents"}, "document": {"label", "text"}}
 _ALLOWED = {"system": set(), "user": {"query", "documents", "count"}, "document": {"label", "text"}}
 
@@ -62,9 +65,7 @@ class SetwiseTemplate:
         if not documents:
             raise ValueError("a setwise prompt needs at least one document (got an empty candidate list)")
         lines = "\n".join(self.document.format(label=i + 1, text=t) for i, t in enumerate(documents))
-        user = self.user.format(query=query, documents=lines, count=len(documents))
-        out = [{"role": "system", "content": self.system}] if self.system.strip() else []
-        return out + [{"role": "user", "content": user}]
+        return chat_messages(self.user.format(query=query, documents=lines, count=len(documents)), self.system)
 
     def target(self, label: int, reasoning: str = "") -> str:
         """The ideal answer for 1-based ``label`` (with a ``<think>`` block when the template reasons)."""
@@ -73,9 +74,21 @@ class SetwiseTemplate:
 
     def prompt_text(self, tokenizer: Any, query: str, documents: Sequence[str]) -> str:
         """The full prompt string: chat template of :meth:`messages` with the generation prompt, then ``prefix``."""
-        text = tokenizer.apply_chat_template(self.messages(query, documents), tokenize=False,
-                                             add_generation_prompt=True)
-        return text + self.prefix
+        return render_chat(tokenizer, self.messages(query, documents), self.prefix)
+
+    def to_toml(self) -> str:
+        """The template as a TOML file's text (:func:`load_template` reads it back to an equal template)."""
+        fields = (("name", self.name), ("reasoning", self.reasoning), ("prefix", self.prefix),
+                  ("system", self.system), ("user", self.user), ("document", self.document))
+        return "".join(f"{k} = {str(v).lower() if isinstance(v, bool) else _toml_string(v)}\n" for k, v in fields)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (double quotes; backslash, quote and control characters escaped)."""
+    short = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    out = "".join(short.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch)
+                  for ch in text)
+    return f'"{out}"'
 
 
 def load_template(name_or_path: str) -> SetwiseTemplate:
@@ -114,3 +127,16 @@ def truncate_texts(texts: Sequence[str], tokenizer: Any, max_tokens: int | None)
         return list(texts)
     ids = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
     return [tokenizer.decode(i, skip_special_tokens=True).strip() for i in ids]
+
+
+def save_template(template: SetwiseTemplate, folder: str | Path) -> Path:
+    """Write ``template`` as ``TEMPLATE_FILE`` into ``folder`` (an adapter folder being saved); returns the file."""
+    path = Path(folder) / TEMPLATE_FILE
+    path.write_text(template.to_toml(), encoding="utf-8")
+    return path
+
+
+def saved_template(adapter: str | Path) -> str | None:
+    """The template file saved with a trained adapter folder, if any."""
+    path = Path(adapter) / TEMPLATE_FILE
+    return str(path) if path.is_file() else None

@@ -12,16 +12,13 @@ paper and still logs format compliance). trl logs both per step
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rankkit.models import resolve_device
 from rankkit.rerank.setwise_parse import partial_format, rank_r1_reward
 from rankkit.train.llm_config import RankR1Config
-from rankkit.train.setwise_common import (finish, output_folder, peft_lora, prepare_examples,
-                                          resolve_template, time_budget_callback)
+from rankkit.train.setwise_common import (LLMTrainResult, finish, peft_lora, start_training, time_budget_callback,
+                                          trl_args)
 
 log = logging.getLogger(__name__)
 
@@ -55,50 +52,27 @@ def grpo_args(cfg: RankR1Config, output_dir: str) -> Any:
 
     g = cfg.grpo
     return GRPOConfig(
-        output_dir=output_dir, learning_rate=g.learning_rate, beta=g.beta, num_generations=g.num_generations,
-        temperature=g.temperature, top_p=g.top_p, top_k=g.top_k, max_completion_length=g.max_completion_length,
-        per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps, num_iterations=g.num_iterations,
-        epsilon=g.epsilon, loss_type=g.loss_type, scale_rewards=g.scale_rewards,
-        mask_truncated_completions=g.mask_truncated_completions, max_steps=g.max_steps,
-        warmup_steps=g.warmup_steps, lr_scheduler_type=g.lr_scheduler_type, weight_decay=g.weight_decay,
-        max_grad_norm=g.max_grad_norm, logging_steps=g.logging_steps, save_strategy="steps",
-        save_steps=g.save_steps, save_total_limit=1, bf16=g.bf16,
-        reward_weights=[1.0, cfg.reward.format_weight], seed=cfg.seed, data_seed=cfg.seed, report_to="none",
-        use_cpu=resolve_device(cfg.device) == "cpu", remove_unused_columns=False, disable_tqdm=False,
+        output_dir=output_dir, beta=g.beta, num_generations=g.num_generations, temperature=g.temperature,
+        top_p=g.top_p, top_k=g.top_k, max_completion_length=g.max_completion_length,
+        num_iterations=g.num_iterations, epsilon=g.epsilon, loss_type=g.loss_type, scale_rewards=g.scale_rewards,
+        mask_truncated_completions=g.mask_truncated_completions, save_strategy="steps", save_steps=g.save_steps,
+        save_total_limit=1, reward_weights=[1.0, cfg.reward.format_weight], remove_unused_columns=False,
+        disable_tqdm=False, **trl_args(cfg, g),
     )
-
-
-@dataclass
-class LLMTrainResult:
-    """Where the adapter went, the optimiser steps done and the training wall time."""
-
-    output: Path
-    steps: int
-    wall_time_s: float
 
 
 def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) -> LLMTrainResult:
     """Train a Rank-R1 LoRA adapter as configured; relative paths in ``cfg.data`` resolve against ``base``."""
     import datasets
-    from transformers import AutoModelForCausalLM
     from trl import GRPOTrainer
 
-    from rankkit.llm import load_tokenizer, resolve_causal_lm
-    from rankkit.runcard import seed_everything
-
-    seed_everything(cfg.seed)
-    t0 = time.perf_counter()
-    output = output_folder(cfg.output, base)
-    template = resolve_template(cfg.template, cfg.prefix)
-    tokenizer = load_tokenizer(cfg.model)
-    examples = prepare_examples(cfg.data, template, tokenizer, base, cfg.seed)
-    train = datasets.Dataset.from_list([{"prompt": e["prompt"], "label": e["label"]} for e in examples])
-    model = AutoModelForCausalLM.from_pretrained(resolve_causal_lm(cfg.model), dtype="float32")
-    checkpoints = str(output) + ".checkpoints"
-    trainer = GRPOTrainer(model=model, reward_funcs=[SetwiseReward("correct", template.prefix),
-                                                     SetwiseReward("format", template.prefix)],
-                          args=grpo_args(cfg, checkpoints), train_dataset=train, processing_class=tokenizer,
+    start = start_training(cfg, base)
+    prefix = start.template.prefix
+    train = datasets.Dataset.from_list([{"prompt": e["prompt"], "label": e["label"]} for e in start.examples])
+    checkpoints = str(start.output) + ".checkpoints"
+    trainer = GRPOTrainer(model=start.model, reward_funcs=[SetwiseReward("correct", prefix),
+                                                           SetwiseReward("format", prefix)],
+                          args=grpo_args(cfg, checkpoints), train_dataset=train, processing_class=start.tokenizer,
                           peft_config=peft_lora(cfg.lora), callbacks=[time_budget_callback(cfg.grpo.max_time_s)])
     trainer.train(resume_from_checkpoint=True if resume and Path(checkpoints).is_dir() else None)
-    return LLMTrainResult(*finish(trainer, "grpo", cfg, len(examples), output, template, t0))
+    return finish(trainer, "grpo", cfg, start)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rankkit.precision import check_precision
 from rankkit.train.config import LoraSettings
 
 
@@ -82,7 +83,6 @@ class GRPOSettings:
     max_grad_norm: float = 1.0
     logging_steps: int = 1
     save_steps: int = 25
-    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -107,12 +107,16 @@ class SFTSettings:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     logging_steps: int = 5
-    bf16: bool = False
 
 
 @dataclass
-class _LLMTraining:
-    """Fields shared by GRPO and SFT configs (subclasses set their own defaults)."""
+class LLMTrainingConfig:
+    """Fields shared by GRPO and SFT configs (subclasses set their own defaults).
+
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) is the mixed precision of
+    training (trl's ``bf16``/``fp16`` flags; ``auto``: bf16 on CUDA, none on the CPU,
+    see :func:`rankkit.precision.mixed_precision`); the weights stay fp32.
+    """
 
     model: str = "smollm2"
     template: str = "setwise-r1"
@@ -122,10 +126,14 @@ class _LLMTraining:
     lora: LoraSettings = field(default_factory=_llm_lora)
     seed: int = 42
     device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
 
 @dataclass
-class RankR1Config(_LLMTraining):
+class RankR1Config(LLMTrainingConfig):
     """`rankkit train grpo`: Rank-R1 GRPO training of a LoRA adapter on setwise prompts.
 
     ``template`` is a built-in name or ``.toml`` path; ``prefix`` replaces the
@@ -138,7 +146,7 @@ class RankR1Config(_LLMTraining):
 
 
 @dataclass
-class SetwiseSFTConfig(_LLMTraining):
+class SetwiseSFTConfig(LLMTrainingConfig):
     """`rankkit train sft-setwise`: the Setwise-SFT baseline (answers without reasoning), same LoRA."""
 
     template: str = "setwise"

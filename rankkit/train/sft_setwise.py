@@ -9,13 +9,10 @@ so the loss covers the completion only.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
-from rankkit.models import resolve_device
-from rankkit.train.grpo import LLMTrainResult
 from rankkit.train.llm_config import SetwiseSFTConfig
-from rankkit.train.setwise_common import finish, output_folder, peft_lora, prepare_examples, resolve_template
+from rankkit.train.setwise_common import LLMTrainResult, finish, peft_lora, start_training, trl_args
 
 log = logging.getLogger(__name__)
 
@@ -23,32 +20,16 @@ log = logging.getLogger(__name__)
 def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrainResult:
     """Train the Setwise-SFT LoRA adapter as configured; relative data paths resolve against ``base``."""
     import datasets
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from rankkit.llm import load_tokenizer, resolve_causal_lm
-    from rankkit.runcard import seed_everything
-
-    seed_everything(cfg.seed)
-    t0 = time.perf_counter()
-    output = output_folder(cfg.output, base)
-    template = resolve_template(cfg.template, cfg.prefix)
-    tokenizer = load_tokenizer(cfg.model)
-    tokenizer.padding_side = "right"
-    examples = prepare_examples(cfg.data, template, tokenizer, base, cfg.seed)
-    train = datasets.Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    start = start_training(cfg, base, padding_side="right")
+    train = datasets.Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]}
+                                        for e in start.examples])
     s = cfg.sft
-    args = SFTConfig(
-        output_dir=str(output) + ".checkpoints", learning_rate=s.learning_rate,
-        per_device_train_batch_size=s.per_device_train_batch_size,
-        gradient_accumulation_steps=s.gradient_accumulation_steps, num_train_epochs=s.num_train_epochs,
-        max_steps=s.max_steps, max_length=s.max_length, warmup_steps=s.warmup_steps,
-        lr_scheduler_type=s.lr_scheduler_type, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
-        logging_steps=s.logging_steps, bf16=s.bf16, completion_only_loss=True, packing=False,
-        save_strategy="no", seed=cfg.seed, data_seed=cfg.seed, report_to="none", use_cpu=resolve_device(cfg.device) == "cpu",
-    )
-    model = AutoModelForCausalLM.from_pretrained(resolve_causal_lm(cfg.model), dtype="float32")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+    args = SFTConfig(output_dir=str(start.output) + ".checkpoints", num_train_epochs=s.num_train_epochs,
+                     max_length=s.max_length, completion_only_loss=True, packing=False, save_strategy="no",
+                     **trl_args(cfg, s))
+    trainer = SFTTrainer(model=start.model, args=args, train_dataset=train, processing_class=start.tokenizer,
                          peft_config=peft_lora(cfg.lora))
     trainer.train()
-    return LLMTrainResult(*finish(trainer, "sft", cfg, len(examples), output, template, t0))
+    return finish(trainer, "sft", cfg, start)

@@ -57,3 +57,19 @@ def test_unknown_placeholder_field_and_bad_toml(tmp_path: Path) -> None:
 def test_empty_candidate_list_is_an_error() -> None:
     with pytest.raises(ValueError, match="empty candidate list"):
         load_template("setwise").messages("q", [])
+
+
+def test_saved_template_round_trips_through_toml(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rankkit.rerank.setwise_prompt import TEMPLATE_FILE, save_template, saved_template
+
+    assert saved_template(tmp_path) is None
+    tricky = dataclasses.replace(load_template("setwise-r1"), prefix="<think>",
+                                 system='He said "hi"\\n\ttab, ctrl \x01 \x7f, accents é, emoji \U0001F600')
+    path = save_template(tricky, tmp_path)
+    assert path == tmp_path / TEMPLATE_FILE and saved_template(tmp_path) == str(path)
+    back = load_template(saved_template(tmp_path))
+    assert dataclasses.replace(back, source=tricky.source) == tricky
+    plain = load_template("setwise")
+    assert "reasoning = false" in plain.to_toml()

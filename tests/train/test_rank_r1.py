@@ -36,6 +36,32 @@ def test_every_grpo_setting_reaches_trl(tmp_path: Path) -> None:
         GRPOSettings(num_generations=3, per_device_train_batch_size=8)
 
 
+def test_one_precision_maps_to_trl_flags(tmp_path: Path) -> None:
+    from rankkit.train.llm_config import SetwiseSFTConfig
+    from rankkit.train.setwise_common import trl_args
+
+    cpu = {"device": "cpu"}
+    auto = grpo_args(RankR1Config(**cpu), str(tmp_path))
+    assert not auto.bf16 and not auto.fp16  # auto on the CPU: no autocast
+    args = grpo_args(RankR1Config(precision="bf16", **cpu), str(tmp_path))
+    assert args.bf16 and not args.fp16 and args.use_cpu
+    sft = trl_args(SetwiseSFTConfig(precision="fp32", **cpu), SetwiseSFTConfig().sft)
+    assert (sft["bf16"], sft["fp16"], sft["use_cpu"], sft["seed"]) == (False, False, True, 42)
+    assert trl_args(RankR1Config(precision="fp16", device="cuda"), GRPOSettings())["fp16"]
+    assert trl_args(RankR1Config(device="cuda"), GRPOSettings())["bf16"]  # auto on CUDA: bf16
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, fp16, got 'bfloat16'"):
+        RankR1Config(precision="bfloat16")
+
+
+def test_old_bf16_key_is_refused(tmp_path: Path) -> None:
+    from rankkit.train.config import load_config
+
+    path = tmp_path / "old.yaml"
+    path.write_text("grpo:\n  bf16: true\n")
+    with pytest.raises(ConfigError, match="unknown key 'bf16'"):
+        load_config(RankR1Config, path)
+
+
 def test_prompt_longer_than_the_limit_names_the_query(train_folder: Path, tiny_llm: Path) -> None:
     from rankkit.llm import load_tokenizer
     from rankkit.train.llm_config import SetwiseDataSettings
