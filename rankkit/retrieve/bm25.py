@@ -4,10 +4,20 @@ Defaults follow Pyserini's BEIR 2CR runs: k1=0.9, b=0.4, 1000 hits, and for
 multifield indexes equal boosts on ``contents`` and ``title``. ``remove_query`` drops
 a hit whose docid equals the qid, as Pyserini's ``--remove-query`` does (it matters
 for collections such as ArguAna whose queries are corpus documents).
+
+Hits come in Anserini's order (score, then docid ascending) with scores rounded to 1e-4
+and lowered by 1e-6 per tie, so a shorter search is a prefix of a deeper one. A
+:class:`Run` (like trec_eval) breaks score ties by docid *descending*, so where scores
+tie across rank k the top k of a k-hit search can differ from the top k of the 1000-hit
+run. ``search_depth`` removes the difference: with ``hits=10, search_depth=1000`` the stage returns
+exactly the top 10 (in Run order) of the 1000-hit run, searching only as deep as the
+scores at rank 10 require. A pipeline sets it when it pushes a cutoff into the stage
+(``BM25(ds) % 10``, see :meth:`BM25.with_hits`), so the pushdown never changes a result.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,7 +28,7 @@ from tqdm.auto import tqdm
 from rankkit.errors import ConfigError
 from rankkit.index.lucene import IndexSettings, LuceneIndex
 from rankkit.pipeline import Stage, register_stage
-from rankkit.types import Query, Run
+from rankkit.types import Query, Run, rank_items
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,7 @@ class BM25Config:
     k1: float = 0.9
     b: float = 0.4
     hits: int = 1000
+    search_depth: int | None = None
     multifield: bool = False
     fields: dict[str, float] = field(default_factory=dict)
     remove_query: bool = False
@@ -43,6 +54,8 @@ class BM25Config:
     def __post_init__(self) -> None:
         if self.hits < 1:
             raise ValueError(f"hits must be >= 1, got {self.hits}")
+        if self.search_depth is not None and self.search_depth < self.hits:
+            raise ValueError(f"search_depth must be >= hits ({self.hits}), got {self.search_depth}")
         if self.k1 < 0 or not 0 <= self.b <= 1:
             raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={self.k1}, b={self.b}")
 
@@ -52,8 +65,12 @@ class BM25(Stage):
 
     Give a :class:`~rankkit.data.dataset.Dataset` (its index is built or loaded from
     the cache) or an ``index`` path to an existing Pyserini/Anserini index. Searching
-    is multi-threaded (``threads``) in batches of ``batch_size`` queries.
+    is multi-threaded (``threads``) in batches of ``batch_size`` queries. With ``search_depth``
+    (> ``hits``) the result is the top ``hits`` of a ``search_depth``-hit search in Run order
+    (see the module docstring).
     """
+
+    exact_hits = True
 
     def __init__(self, dataset: Any = None, **options: Any) -> None:
         from rankkit.config import from_mapping
@@ -92,33 +109,87 @@ class BM25(Stage):
             return {"contents": 1.0, "title": 1.0}
         return {}
 
+    def _depth(self) -> int | None:
+        depth = self.config.search_depth
+        return depth if depth is not None and depth > self.config.hits else None
+
     def cache_spec(self) -> dict[str, Any] | None:
         cfg = self.config
         corpus = self.dataset.fingerprint() if self.dataset is not None else os.path.abspath(cfg.index or "")
-        return {"corpus": corpus, "k1": cfg.k1, "b": cfg.b, "hits": cfg.hits, "multifield": cfg.multifield,
+        spec = {"corpus": corpus, "k1": cfg.k1, "b": cfg.b, "hits": cfg.hits, "multifield": cfg.multifield,
                 "fields": self._fields(), "remove_query": cfg.remove_query}
+        if self._depth() is not None:  # only when it matters, so keys of earlier caches stay valid
+            spec["depth"] = self._depth()
+        return spec
+
+    def with_hits(self, k: int) -> Stage | None:
+        """This stage returning the top ``k`` hits, exactly as ``self % k`` would (ties included).
+
+        The copy has ``hits=k`` and ``search_depth`` = this stage's search depth (or hits), and shares
+        the index and searcher already opened.
+        """
+        cfg = self.config
+        if k >= cfg.hits:
+            return self
+        stage = BM25(self.dataset, config=dataclasses.replace(cfg, hits=k, search_depth=cfg.search_depth or cfg.hits))
+        stage._index, stage._searcher = self._index, self._searcher
+        return stage
+
+    def _search(self, batch: list[Query], k: int) -> dict[str, tuple[dict[str, float], int, float | None]]:
+        """Lucene's top ``k`` per query: (docs without the query itself if ``remove_query``, hits found, last score)."""
+        cfg = self.config
+        qids = [q.qid for q in batch]
+        results = self._searcher.batch_search([q.text for q in batch], qids, k=k, threads=cfg.threads,
+                                              fields=self._fields())
+        out: dict[str, tuple[dict[str, float], int, float | None]] = {}
+        for qid in qids:
+            hits = results.get(qid, [])
+            docs = {h.docid: h.score for h in hits if not (cfg.remove_query and h.docid == qid)}
+            out[qid] = (docs, len(hits), hits[-1].score if hits else None)
+        return out
+
+    def _search_top(self, batch: list[Query], depth: int) -> dict[str, dict[str, float]]:
+        """The top ``hits`` (in Run order) of each query's ``depth``-hit list, searching only as deep as needed.
+
+        A ``d``-hit search is a prefix of the ``depth``-hit one (same documents, same
+        scores), and scores never rise along it. So it suffices when it ran out of
+        matches, or when the ``hits``-th best score is above its last score: no later hit
+        can reach or tie it. Otherwise (a tie across the cutoff) the query is searched
+        again, four times deeper (at most ``depth``).
+        """
+        k = self.config.hits
+        d = min(depth, 2 * k + 10)
+        out: dict[str, dict[str, float]] = {}
+        pending = batch
+        while pending:
+            retry: list[Query] = []
+            results = self._search(pending, d)
+            for q in pending:
+                docs, found, last = results[q.qid]
+                ranked = rank_items(docs)
+                if d >= depth or found < d or (len(ranked) >= k and last is not None and ranked[k - 1][1] > last):
+                    out[q.qid] = dict(ranked[:k])
+                else:
+                    retry.append(q)
+            if retry:
+                log.debug("%s: %d queries tied at rank %d; searching %d deep", self.name, len(retry), k,
+                          min(depth, 4 * d))
+            pending, d = retry, min(depth, 4 * d)
+        return out
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         cfg = self.config
         if self._searcher is None:
             self._searcher = self.index.searcher(cfg.k1, cfg.b)
-        fields = self._fields()
+        depth = self._depth()
         out: dict[str, dict[str, float]] = {}
         with tqdm(total=len(queries), desc=f"{self.name} search", unit="q", disable=not cfg.show_progress) as bar:
             for start in range(0, len(queries), cfg.batch_size):
                 batch = queries[start : start + cfg.batch_size]
-                qids = [q.qid for q in batch]
-                results = self._searcher.batch_search(
-                    [q.text for q in batch], qids, k=cfg.hits, threads=cfg.threads, fields=fields
-                )
-                for qid in qids:
-                    docs: dict[str, float] = {}
-                    for hit in results.get(qid, []):
-                        docid = hit.docid
-                        if cfg.remove_query and docid == qid:
-                            continue
-                        docs[docid] = hit.score
-                    out[qid] = docs
+                if depth is None:
+                    out.update({qid: docs for qid, (docs, _, _) in self._search(batch, cfg.hits).items()})
+                else:
+                    out.update(self._search_top(batch, depth))
                 bar.update(len(batch))
         return Run(out, name=self.name)
 

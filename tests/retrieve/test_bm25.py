@@ -96,3 +96,80 @@ def test_prebuilt_anserini_index_loads(scifact, tmp_path: Path) -> None:
     stage = BM25(index=str(index.path), hits=10, show_progress=False)
     run = stage(scifact.queries[:3])
     assert all(len(run[q]) == 10 for q in run)
+
+
+@pytest.mark.parametrize("remove_query", [False, True])
+def test_cutoff_pushdown_equals_trimming_the_full_run(scifact, remove_query: bool) -> None:
+    queries = scifact.queries[:30]
+    stage = BM25(scifact, remove_query=remove_query, show_progress=False)
+    pipe = stage % 10
+    (pushed,) = pipe.stages  # exact: no Cutoff stage left
+    assert isinstance(pushed, BM25) and (pushed.config.hits, pushed.config.search_depth) == (10, 1000)
+    assert pipe(queries) == stage(queries).top_k(10)
+
+
+def test_identical_documents_rank_as_in_the_full_run() -> None:
+    """25 identical documents, indexed in reverse docid order: Anserini orders ties by docid either way."""
+    from rankkit.data.dataset import Dataset
+    from rankkit.types import Document, Qrels, Query
+
+    docs = [Document(f"d{i:02d}", "lucene bm25 ranking") for i in reversed(range(25))]
+    docs += [Document("x1", "bm25 ranking function with many more words here"), Document("x2", "unrelated text")]
+    ds = Dataset("ties", lambda: iter(docs), [Query("q1", "bm25 ranking")], Qrels({"q1": {"d00": 1}}))
+    full = BM25(ds, show_progress=False)(ds.queries)
+    assert list(full.top_k(3)["q1"]) == ["d00", "d01", "d02"]
+    assert (BM25(ds, show_progress=False) % 3)(ds.queries) == full.top_k(3)
+    assert BM25(ds, hits=3, show_progress=False)(ds.queries) == full.top_k(3)
+
+
+class _Hit:
+    def __init__(self, docid: str, score: float) -> None:
+        self.docid, self.score = docid, score
+
+
+class _FakeSearcher:
+    """Anserini's contract: the k-hit list is the first k of one fixed ranking (score, then docid ascending)."""
+
+    def __init__(self, ranking: list[tuple[str, float]]) -> None:
+        self.ranking, self.depths = ranking, []  # type: list[tuple[str, float]], list[int]
+
+    def batch_search(self, texts: list[str], qids: list[str], k: int, threads: int,
+                     fields: dict[str, float]) -> dict[str, list[_Hit]]:
+        self.depths.append(k)
+        return {qid: [_Hit(d, s) for d, s in self.ranking[:k]] for qid in qids}
+
+
+@pytest.mark.parametrize("remove_query", [False, True])
+def test_ties_across_the_cutoff_search_deeper(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                              remove_query: bool) -> None:
+    """Scores tie from rank 3 to 40: the k-hit top 3 keeps c, d (docid ascending); the full run keeps the last ids."""
+    import logging
+
+    tied = [(f"t{i:02d}", 3.0) for i in range(38)]
+    ranking = [("a", 5.0), ("q1", 4.5), ("b", 4.0), *tied, *[(f"u{i:03d}", 2.0 - i / 1000) for i in range(200)]]
+    if not remove_query:
+        ranking.remove(("q1", 4.5))
+    full = BM25(index=str(tmp_path), remove_query=remove_query, show_progress=False)
+    full._searcher = _FakeSearcher(ranking)
+    expected = full([("q1", "x")]).top_k(4)
+    assert list(expected["q1"]) == ["a", "b", "t37", "t36"]
+    pushed = (full % 4).stages[0]
+    pushed._searcher = searcher = _FakeSearcher(ranking)
+    with caplog.at_level(logging.DEBUG, logger="rankkit.retrieve.bm25"):
+        assert pushed([("q1", "x")]) == expected
+    assert searcher.depths == [18, 72] and "tied at rank 4" in caplog.text  # 18 hits end inside the tie
+    plain = BM25(index=str(tmp_path), hits=4, remove_query=remove_query, show_progress=False)
+    plain._searcher = _FakeSearcher(ranking)
+    assert plain([("q1", "x")]) != expected  # why the pushed-down stage cannot simply search 4 hits
+
+
+def test_search_depth_option(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"search_depth must be >= hits \(10\)"):
+        BM25(index=str(tmp_path), hits=10, search_depth=5)
+    plain = BM25(index=str(tmp_path), hits=10)
+    assert "depth" not in plain.cache_spec()  # keys of caches written before depth existed stay valid
+    assert BM25(index=str(tmp_path), hits=10, search_depth=10).cache_spec() == plain.cache_spec()
+    assert BM25(index=str(tmp_path), hits=10, search_depth=100).cache_spec()["depth"] == 100
+    assert plain.with_hits(20) is plain  # a wider cutoff changes nothing
+    assert (plain.with_hits(5).config.hits, plain.with_hits(5).config.depth) == (5, 10)
+    assert (plain.with_hits(5).with_hits(2).config.depth) == 10
