@@ -139,7 +139,7 @@ def bench_ce(dataset: Any, num_queries: int = 50, depth: int = 20, max_length: i
     identity = torch.nn.Identity()
 
     def run_rankkit() -> np.ndarray:
-        return ours.score(qtexts, dtexts, batch_size=batch_size, max_length=max_length, device=device, dtype="fp32")
+        return ours.score(qtexts, dtexts, batch_size=batch_size, max_length=max_length, device=device, precision="fp32")
 
     def run_st() -> np.ndarray:
         out = peer.predict(pairs, batch_size=batch_size, show_progress_bar=False, activation_fn=identity,
@@ -152,7 +152,7 @@ def bench_ce(dataset: Any, num_queries: int = 50, depth: int = 20, max_length: i
 
     # Warm-up: first-call costs (allocations, lazy imports, kernel selection) paid by neither timing.
     ours.score(qtexts[:batch_size], dtexts[:batch_size], batch_size=batch_size, max_length=max_length,
-               device=device, dtype="fp32")
+               device=device, precision="fp32")
     peer.predict(pairs[:batch_size], batch_size=batch_size, show_progress_bar=False, activation_fn=identity)
 
     sides = {"rankkit": run_rankkit, "sentence_transformers": run_st}

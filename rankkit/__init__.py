@@ -2,8 +2,9 @@
 
 Public API (imported lazily, so ``import rankkit`` neither starts a JVM nor imports
 torch, Pyserini or ranx): :func:`load_dataset`, :class:`Pipeline`, :func:`evaluate`,
-:func:`compare`, :func:`fuse`, the retrievers :class:`BM25` and :class:`Dense`, and
-the core types :class:`Query`, :class:`Document`, :class:`Run`, :class:`Qrels`.
+:func:`compare`, :func:`fuse`, the retrievers :class:`BM25` and :class:`Dense`, the
+rerankers (:class:`Reranker` and its :class:`CrossEncoder`, :class:`Setwise`), the trainable
+models :class:`CrossEncoderModel` and :class:`BiEncoderModel`, and the core types :class:`Query`, :class:`Document`, :class:`Run`, :class:`Qrels`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ _EXPORTS = {
     "Dense": "rankkit.retrieve.dense",
     "Encoder": "rankkit.retrieve.dense",
     "DenseIndex": "rankkit.index.faiss",
+    "BiEncoderModel": "rankkit.retrieve.bi_encoder",
+    "Reranker": "rankkit.rerank.base",
+    "CrossEncoder": "rankkit.rerank.cross_encoder",
+    "CrossEncoderModel": "rankkit.rerank.ce_model",
+    "Setwise": "rankkit.rerank.setwise",
     "RankkitError": "rankkit.errors",
 }
 

@@ -23,9 +23,7 @@ longest pair, and runs under ``torch.inference_mode`` (bf16 autocast on CUDA).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,14 +33,14 @@ import torch
 from torch import nn
 
 from rankkit.errors import ConfigError
+from rankkit.hf_encoder import (ADAPTER_DIR, EncoderModel, check_kind, load_backbone, new_backbone, pool, read_meta,
+                                sorted_inference)
 from rankkit.models import model_fingerprint, resolve_device, resolve_model
-from rankkit.trec import atomic_dir
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "rankkit_ce.json"
 HEAD_FILE = "head.safetensors"
-ADAPTER_DIR = "adapter"
 HEADS = ("mean", "cls", "hf")
 
 
@@ -54,7 +52,7 @@ def _is_seqcls(path_or_id: str) -> bool:
     return any(a.endswith("ForSequenceClassification") for a in (cfg.architectures or []))
 
 
-class CrossEncoderModel(nn.Module):
+class CrossEncoderModel(EncoderModel):
     """A cross-encoder: ``forward(**batch)`` returns one relevance score per pair.
 
     Build a fresh one with :meth:`new`, read a saved or published one with
@@ -65,17 +63,12 @@ class CrossEncoderModel(nn.Module):
     def __init__(self, encoder: nn.Module, tokenizer: Any, *, head: str, base: str,
                  base_fingerprint: str, max_length: int = 256, linear: nn.Linear | None = None,
                  meta: dict[str, Any] | None = None) -> None:
-        super().__init__()
         if head not in HEADS:
             raise ConfigError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-        self.encoder = encoder
-        self.tokenizer = tokenizer
+        super().__init__(encoder, tokenizer, base=base, base_fingerprint=base_fingerprint, max_length=max_length,
+                         meta=meta)
         self.head = head
         self.linear = linear
-        self.base = base
-        self.base_fingerprint = base_fingerprint
-        self.max_length = max_length
-        self.meta: dict[str, Any] = dict(meta or {})
 
     # --- construction -------------------------------------------------------------------
 
@@ -88,19 +81,18 @@ class CrossEncoderModel(nn.Module):
         unless ``base`` already is a sequence-classification model). ``seed`` fixes the
         head's initialisation.
         """
-        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if head not in HEADS:
             raise ConfigError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-        path = resolve_model(base)
-        tokenizer = AutoTokenizer.from_pretrained(path)
         torch.manual_seed(seed)
         linear = None
         if head == "hf":
+            path = resolve_model(base)
+            tokenizer = AutoTokenizer.from_pretrained(path)
             encoder = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, use_safetensors=True)
         else:
-            encoder = AutoModel.from_pretrained(path, use_safetensors=True, add_pooling_layer=False) \
-                if _is_bert_like(path) else AutoModel.from_pretrained(path, use_safetensors=True)
+            encoder, tokenizer, path = new_backbone(base, pooled=True)
             linear = nn.Linear(encoder.config.hidden_size, 1)
             nn.init.normal_(linear.weight, std=getattr(encoder.config, "initializer_range", 0.02))
             nn.init.zeros_(linear.bias)
@@ -121,9 +113,9 @@ class CrossEncoderModel(nn.Module):
 
         path = resolve_model(path_or_id)
         folder = Path(path)
-        meta_file = folder / CONFIG_FILE
-        if not meta_file.is_file():
-            if not _is_seqcls(path):
+        check_kind(folder, CONFIG_FILE)
+        if not (folder / CONFIG_FILE).is_file():
+            if not (folder / "config.json").is_file() and folder.is_dir() or not _is_seqcls(path):
                 raise ConfigError(
                     f"{path_or_id}: not a cross-encoder (no {CONFIG_FILE} and no sequence-classification head); "
                     "train one with `rankkit train reranker` or give a sequence-classification model")
@@ -131,33 +123,16 @@ class CrossEncoderModel(nn.Module):
             encoder = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
             return cls(encoder, tokenizer, head="hf", base=str(path_or_id), base_fingerprint=model_fingerprint(path),
                        max_length=max_length or 512)
-        try:
-            meta = json.loads(meta_file.read_text())
-            head = meta["head"]
-        except (ValueError, KeyError) as exc:
-            raise ConfigError(f"{meta_file}: unreadable rankkit cross-encoder config ({exc})") from None
+        meta = read_meta(folder, CONFIG_FILE)
+        head = meta.get("head")
+        if head not in HEADS:
+            raise ConfigError(f"{folder / CONFIG_FILE}: unknown head {head!r}; expected one of {', '.join(HEADS)}")
         tokenizer = AutoTokenizer.from_pretrained(path)
-        auto = AutoModelForSequenceClassification if head == "hf" else AutoModel
-        adapter = folder / ADAPTER_DIR
-        if adapter.is_dir():
-            base_name = base or meta["base"]
-            base_path = resolve_model(base_name)
-            found = model_fingerprint(base_path)
-            if found != meta.get("base_fingerprint"):
-                raise ConfigError(
-                    f"{folder}: the adapter was trained on base model {meta['base']!r} (fingerprint "
-                    f"{meta.get('base_fingerprint')}), but {base_name!r} has fingerprint {found}: "
-                    "load it with the base model it was trained on")
-            kwargs = {"num_labels": 1} if head == "hf" else {}
-            if head != "hf" and _is_bert_like(base_path):
-                kwargs["add_pooling_layer"] = False
-            from peft import PeftModel
-
-            encoder = PeftModel.from_pretrained(auto.from_pretrained(base_path, use_safetensors=True, **kwargs),
-                                                str(adapter), is_trainable=trainable)
+        if head == "hf":
+            encoder = load_backbone(folder, meta, AutoModelForSequenceClassification, base=base, trainable=trainable,
+                                    **({"num_labels": 1} if (folder / ADAPTER_DIR).is_dir() else {}))
         else:
-            kwargs = {"add_pooling_layer": False} if head != "hf" and _is_bert_like(path) else {}
-            encoder = auto.from_pretrained(path, use_safetensors=True, **kwargs)
+            encoder = load_backbone(folder, meta, AutoModel, base=base, trainable=trainable, pooled=True)
         linear = None
         if head != "hf":
             from safetensors.torch import load_file
@@ -170,25 +145,11 @@ class CrossEncoderModel(nn.Module):
 
     # --- adapters -----------------------------------------------------------------------
 
-    def add_lora(self, rank: int = 16, alpha: float = 32, dropout: float = 0.05,
-                 target_modules: Sequence[str] = ("query", "key", "value", "dense")) -> None:
-        """Wrap the encoder with a fresh peft LoRA adapter; the scoring head stays fully trainable."""
-        from peft import LoraConfig, get_peft_model
+    config_file = CONFIG_FILE
 
-        if self.is_peft:
-            raise ConfigError("this model already has a LoRA adapter")
-        modules_to_save = ["classifier", "score"] if self.head == "hf" else None
-        cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                         bias="none", modules_to_save=modules_to_save)
-        try:
-            self.encoder = get_peft_model(self.encoder, cfg)
-        except ValueError as exc:
-            raise ConfigError(f"LoRA target_modules {list(target_modules)}: {exc}") from None
-
-    @property
-    def is_peft(self) -> bool:
-        """Whether the encoder carries a peft adapter."""
-        return hasattr(self.encoder, "peft_config")
+    def modules_to_save(self) -> list[str] | None:
+        """An ``hf`` head's classifier is trained in full beside the adapter."""
+        return ["classifier", "score"] if self.head == "hf" else None
 
     # --- scoring ------------------------------------------------------------------------
 
@@ -204,11 +165,7 @@ class CrossEncoderModel(nn.Module):
                 return logits[:, 0]
             return torch.log_softmax(logits.float(), dim=-1)[:, 1]
         states = self.encoder(**kwargs).last_hidden_state
-        if self.head == "cls":
-            pooled = states[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = pool(states, attention_mask, self.head)
         return self.linear(pooled.to(self.linear.weight.dtype))[:, 0]
 
     def tokenize(self, queries: Sequence[str], docs: Sequence[str], max_length: int | None = None) -> dict[str, Any]:
@@ -217,90 +174,34 @@ class CrossEncoderModel(nn.Module):
                               max_length=max_length or self.max_length, padding=False)
 
     def score(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 64,
-              max_length: int | None = None, device: str = "auto", dtype: str = "auto",
+              max_length: int | None = None, device: str = "auto", precision: str = "auto",
               show_progress: bool = False) -> np.ndarray:
         """Score (query, doc) pairs; returns float32 scores in input order.
 
         Pairs are sorted by token length so each batch pads to its own longest pair.
-        ``dtype="auto"`` is bf16 autocast on CUDA and fp32 elsewhere.
+        ``precision="auto"`` is bf16 autocast on CUDA and fp32 elsewhere (:mod:`rankkit.precision`).
         """
-        from tqdm.auto import tqdm
-
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
         if not queries:
             return np.zeros(0, dtype=np.float32)
         dev = torch.device(resolve_device(device))
         self.to(dev).eval()
-        enc = self.tokenize(queries, docs, max_length)
-        order = np.argsort([-len(ids) for ids in enc["input_ids"]], kind="stable")
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        amp = _autocast_dtype(dev, dtype)
-        out = np.empty(len(queries), dtype=np.float32)
-        batches = range(0, len(order), batch_size)
-        with torch.inference_mode():
-            for start in tqdm(batches, desc="cross-encoder", unit="batch", disable=not show_progress):
-                idx = order[start:start + batch_size]
-                feats = self.tokenizer.pad({k: [enc[k][i] for i in idx] for k in keys}, return_tensors="pt")
-                feats = {k: v.to(dev) for k, v in feats.items()}
-                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                    out[idx] = self(**feats).float().cpu().numpy()
-        return out
+        return sorted_inference(self, self.tokenizer, self.tokenize(queries, docs, max_length), batch_size=batch_size,
+                                device=dev, precision=precision, desc="cross-encoder", show_progress=show_progress)
 
     # --- saving -------------------------------------------------------------------------
 
     def config_dict(self) -> dict[str, Any]:
         """The ``rankkit_ce.json`` content for this model."""
-        meta = dict(self.meta)
-        meta.update({"format": 1, "head": self.head, "base": self.base, "base_fingerprint": self.base_fingerprint,
-                     "max_length": self.max_length})
+        meta = super().config_dict()
+        meta["head"] = self.head
         return meta
 
-    def save(self, path: str | os.PathLike[str], *, merged: bool = False) -> Path:
-        """Write the model folder atomically (adapter + head, or full weights when ``merged``)."""
+    def save_extra(self, folder: Path) -> None:
+        """The pooled heads' linear layer as ``head.safetensors``."""
         from safetensors.torch import save_file
 
-        out = Path(path)
-        with atomic_dir(out) as tmp:
-            meta = self.config_dict()
-            encoder = self.encoder
-            if self.is_peft and not merged:
-                encoder.save_pretrained(str(tmp / ADAPTER_DIR))
-            else:
-                if self.is_peft:
-                    encoder = _merged_copy(encoder)
-                encoder.save_pretrained(str(tmp), safe_serialization=True)
-                meta["merged_from_adapter"] = self.is_peft or meta.get("merged_from_adapter", False)
-            self.tokenizer.save_pretrained(str(tmp))
-            if self.linear is not None:
-                save_file({k: v.detach().float().cpu().contiguous() for k, v in self.linear.state_dict().items()},
-                          str(tmp / HEAD_FILE))
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        return out
-
-    def merge(self, path: str | os.PathLike[str]) -> Path:
-        """Write a copy with the LoRA update folded into the weights: a plain HF model (+ head file)."""
-        return self.save(path, merged=True)
-
-
-def _merged_copy(encoder: nn.Module) -> nn.Module:
-    """The base model with the adapter merged in, leaving ``encoder`` itself untouched."""
-    import copy
-
-    return copy.deepcopy(encoder).merge_and_unload()
-
-
-def _is_bert_like(path: str) -> bool:
-    """Whether ``AutoModel`` for this config accepts ``add_pooling_layer`` (BERT family)."""
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(path).model_type in {"bert", "roberta", "xlm-roberta"}
-
-
-def _autocast_dtype(device: torch.device, dtype: str) -> torch.dtype | None:
-    """The autocast dtype for scoring: bf16/fp16 on CUDA when asked (or ``auto``), else none."""
-    if dtype not in ("auto", "fp32", "bf16", "fp16"):
-        raise ConfigError(f"dtype must be auto, fp32, bf16 or fp16, got {dtype!r}")
-    if device.type != "cuda" or dtype == "fp32":
-        return None
-    return torch.float16 if dtype == "fp16" else torch.bfloat16
+        if self.linear is not None:
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in self.linear.state_dict().items()},
+                      str(folder / HEAD_FILE))

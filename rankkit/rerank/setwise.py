@@ -9,8 +9,8 @@ per-query seed (against position bias); comparisons of different queries are
 generated together in batches of ``batch_size``. The output keeps the ``depth``
 candidates: the sorted top ``k``, then the rest in first-stage order. An answer
 that cannot be parsed picks the shown document the first stage ranked highest.
-LLM calls,
-prompt/generated tokens and parse outcomes are in :attr:`Setwise.stats`.
+LLM calls, prompt/generated tokens, generation time (ms) and parse outcomes are
+in :attr:`Setwise.stats`.
 Registered as the YAML stage ``setwise``.
 """
 
@@ -23,12 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankkit.config import from_mapping
-from rankkit.errors import ConfigError
-from rankkit.pipeline import Stage, register_stage
-from rankkit.rerank.setwise_prompt import load_template, truncate_texts
+from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
+from rankkit.rerank.setwise_prompt import load_template, saved_template, truncate_texts
 from rankkit.rerank.setwise_sort import SORTS, drive
-from rankkit.types import Query, Run
 
 if TYPE_CHECKING:
     from rankkit.data.dataset import Dataset
@@ -38,17 +35,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SetwiseConfig:
+class SetwiseConfig(RerankerOptions):
     """Options of the setwise stage (Python, YAML and CLI share them).
 
     ``model`` is any HF causal LM id or path with a chat template (``smollm2`` is the
     offline SmolLM2-135M-Instruct); ``adapter`` a peft LoRA folder (e.g. from
-    ``rankkit train grpo``); ``template`` a built-in name or a ``.toml`` path
+    the ``train grpo`` command); ``template`` a built-in name or a ``.toml`` path
     (default: the template saved with the adapter, else ``setwise-r1``);
     ``method`` ``heapsort`` or ``bubblesort``; ``num_child`` + 1 documents per
     comparison; ``k`` results sorted out of ``depth`` candidates; ``max_new_tokens``
-    caps each answer; ``temperature`` 0 is greedy; ``parse`` is ``lenient`` or
-    ``strict``; ``shuffle`` permutes positions in each comparison with ``seed``.
+    caps each answer; ``temperature`` 0 is greedy (above 0, sampling seeded with
+    ``seed``); ``parse`` is ``lenient`` or ``strict``; ``shuffle`` permutes positions
+    in each comparison with ``seed``; ``precision`` (``auto``, ``fp32``, ``bf16``,
+    ``fp16``) is the dtype the LLM is loaded in (``auto``: bf16 on CUDA, fp32 elsewhere);
+    ``batch_size`` comparisons are generated together. The shared options are
+    :class:`~rankkit.rerank.base.RerankerOptions`.
     """
 
     model: str = "smollm2"
@@ -57,7 +58,7 @@ class SetwiseConfig:
     method: str = "heapsort"
     num_child: int = 3
     k: int = 10
-    depth: int = 20
+    depth: int | None = 20
     passage_tokens: int | None = 96
     query_tokens: int | None = 64
     max_new_tokens: int = 128
@@ -66,23 +67,19 @@ class SetwiseConfig:
     shuffle: bool = True
     seed: int = 0
     batch_size: int = 16
-    device: str = "auto"
-    dtype: str = "auto"
-    show_progress: bool = True
-    cache_dir: str | None = None
-    name: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.method not in SORTS:
             raise ValueError(f"method must be one of {', '.join(SORTS)}, got {self.method!r}")
         if self.parse not in ("strict", "lenient"):
             raise ValueError(f"parse must be strict or lenient, got {self.parse!r}")
-        for key in ("num_child", "k", "depth", "batch_size", "max_new_tokens"):
+        for key in ("num_child", "k", "max_new_tokens"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
-class Setwise(Stage):
+class Setwise(Reranker):
     """Setwise LLM reranker stage (see the module docstring).
 
     Takes :class:`SetwiseConfig` options as keywords, or ``config=``; a ready
@@ -91,19 +88,19 @@ class Setwise(Stage):
 
     def __init__(self, dataset: Dataset | None = None, config: SetwiseConfig | None = None, *,
                  llm: SetwiseLLM | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("give Setwise either a config or keyword options, not both")
-        self.config = config or from_mapping(SetwiseConfig, options, "Setwise")
-        from rankkit.train.setwise_common import saved_template
-
+        super().__init__(dataset, config, **options)
         c = self.config
+        if c.adapter:
+            from rankkit.hf_encoder import check_kind
+
+            check_kind(Path(c.adapter), "rankkit_setwise.json")
         self.template = load_template(c.template or (c.adapter and saved_template(c.adapter)) or "setwise-r1")
-        self.dataset = dataset
-        self.name = self.config.name or "setwise"
         self._llm = llm
         self.stats: Counter[str] = Counter()
-        if self.config.cache_dir:
-            self.cache_dir = Path(self.config.cache_dir)
+
+    kind = "setwise"
+    config_class = SetwiseConfig
+    config: SetwiseConfig
 
     def __repr__(self) -> str:
         c = self.config
@@ -117,33 +114,23 @@ class Setwise(Stage):
             from rankkit.rerank.setwise_llm import SetwiseLLM
 
             c = self.config
-            model, tok = load_causal_lm(c.model, c.adapter, c.device, c.dtype)
-            self._llm = SetwiseLLM(model, tok, self.template, c.max_new_tokens, c.temperature, c.parse)
+            model, tok = load_causal_lm(c.model, c.adapter, c.device, c.precision)
+            self._llm = SetwiseLLM(model, tok, self.template, c.max_new_tokens, c.temperature, c.parse, seed=c.seed)
         return self._llm
 
     def cache_spec(self) -> dict[str, Any] | None:
-        from rankkit.llm import resolve_causal_lm
-        from rankkit.models import model_identity
+        from rankkit.models import model_identity, resolve_model
 
         c = self.config
         spec = {k: v for k, v in asdict(c).items() if k not in ("show_progress", "cache_dir", "name", "batch_size")}
-        spec["model"] = model_identity(resolve_causal_lm(c.model))
+        spec["model"] = model_identity(resolve_model(c.model))
         spec["adapter"] = model_identity(c.adapter) if c.adapter else None
         spec["template"] = asdict(self.template) | {"source": None}
         return spec
 
-    def transform(self, queries: list[Query], run: Run | None) -> Run:
-        if run is None:
-            raise ConfigError(f"{self.name}: a setwise reranker reorders an incoming run; put it after a retriever")
-        if self.dataset is None:
-            raise ConfigError(f"{self.name}: needs the dataset to fetch document texts (Setwise(dataset, ...))")
-        c = self.config
-        top = run.top_k(c.depth)
-        texts = {q.qid: q.text for q in queries if q.qid in top}
-        found = self.dataset.docs(list(dict.fromkeys(d for qid in texts for d in top[qid])))
-        ranked = {qid: [d for d, _ in top.ranked(qid)] for qid in texts}
-        return Run(self.rerank(texts, {q: [found[d].contents for d in ds] for q, ds in ranked.items()},
-                               ranked), name=self.name)
+    def score(self, queries: dict[str, str], candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        found = self.doc_texts(list(dict.fromkeys(d for ds in candidates.values() for d in ds)))
+        return self.rerank(queries, {q: [found[d] for d in ds] for q, ds in candidates.items()}, candidates)
 
     def rerank(self, queries: dict[str, str], documents: dict[str, list[str]],
                docids: dict[str, list[str]]) -> dict[str, dict[str, float]]:
@@ -189,6 +176,4 @@ class Setwise(Stage):
                 for qid, order in orders.items()}
 
 
-@register_stage("setwise", SetwiseConfig)
-def _setwise_from_config(cfg: SetwiseConfig, dataset: Any, overrides: dict[str, Any]) -> Setwise:
-    return Setwise(dataset, cfg)
+register_reranker("setwise", Setwise)

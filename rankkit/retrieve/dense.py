@@ -2,10 +2,11 @@
 
 :class:`Encoder` wraps ``sentence_transformers.SentenceTransformer`` (any ST model, or
 a plain HF encoder, to which ST adds mean pooling) and encodes a whole list in one
-``encode`` call, so it runs as fast as sentence-transformers itself. Documents are
+``encode`` call, so it runs as fast as sentence-transformers itself; a bi-encoder folder
+trained by rankkit (:mod:`rankkit.retrieve.bi_encoder`) is encoded by its own model. Documents are
 encoded as ``title + " " + text`` (:attr:`Document.contents`), the BEIR convention.
 
-:class:`Dense` is a pipeline stage. As a first stage it builds (or loads from the
+:class:`Dense` is a pipeline stage (a :class:`~rankkit.rerank.base.Reranker` that can also retrieve). As a first stage it builds (or loads from the
 cache) a :class:`~rankkit.index.faiss.DenseIndex` of the dataset's corpus, kept under
 ``<cache>/dense/<key>`` where the key covers the corpus fingerprint, the model and
 everything that changes document vectors; then it encodes the queries and returns the
@@ -23,22 +24,23 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rankkit import settings
-from rankkit.config import from_mapping
 from rankkit.errors import ConfigError, DatasetError, IndexMissingError
 from rankkit.models import MINILM_ID, model_identity, resolve_device, resolve_model
-from rankkit.pipeline import Stage, register_stage
+from rankkit.pipeline import Stage
+from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.types import Document, Query, Run
 
 if TYPE_CHECKING:
     from rankkit.data.dataset import Dataset
     from rankkit.index.faiss import DenseIndex
+    from rankkit.retrieve.bi_encoder import BiEncoderModel
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +49,17 @@ _RERANK_MODES = ("auto", "never", "always")
 
 
 class Encoder:
-    """A bi-encoder: texts to float32 vectors with a ``SentenceTransformer``.
+    """A bi-encoder: texts to float32 vectors.
 
-    ``model`` is any HF id or local path (resolved by :func:`rankkit.models.resolve_model`);
-    ``max_length`` caps tokens per text; ``normalize`` L2-normalises outputs (off by
-    default: all-MiniLM-L6-v2 has a Normalize module already); ``query_prefix`` and
-    ``doc_prefix`` are prepended to texts (e.g. ``"query: "`` for E5). On CUDA the model
-    runs in fp16 unless ``fp16=False``. Safetensors weights only; no remote code
-    unless ``trust_remote_code``.
+    ``model`` is any HF id or local path (resolved by :func:`rankkit.models.resolve_model`):
+    a folder trained by rankkit (``rankkit_bi.json``, :class:`~rankkit.retrieve.bi_encoder.BiEncoderModel`,
+    LoRA adapter included) or any sentence-transformers model / plain HF encoder (to which
+    sentence-transformers adds mean pooling), encoded with one ``SentenceTransformer.encode``
+    call per list. ``max_length`` caps tokens per text; ``normalize`` L2-normalises outputs
+    (off by default: all-MiniLM-L6-v2 has a Normalize module, rankkit bi-encoders normalise
+    as trained); ``query_prefix`` and ``doc_prefix`` are prepended to texts (e.g. ``"query: "``
+    for E5); ``precision`` follows :mod:`rankkit.precision` (``auto``: bf16 weights on CUDA,
+    fp32 on the CPU). Safetensors weights only; no remote code unless ``trust_remote_code``.
     """
 
     def __init__(
@@ -66,11 +71,15 @@ class Encoder:
         device: str = "auto",
         query_prefix: str = "",
         doc_prefix: str = "",
-        fp16: bool = True,
+        precision: str = "auto",
         show_progress: bool = False,
         trust_remote_code: bool = False,
+        *,
+        bi_encoder: BiEncoderModel | None = None,
     ) -> None:
-        from sentence_transformers import SentenceTransformer
+        from rankkit.hf_encoder import check_kind
+        from rankkit.precision import check_precision, load_dtype
+        from rankkit.retrieve.bi_encoder import CONFIG_FILE, BiEncoderModel
 
         self.model_path = resolve_model(model)
         self.device = resolve_device(device)
@@ -79,12 +88,31 @@ class Encoder:
         self.query_prefix = query_prefix
         self.doc_prefix = doc_prefix
         self.show_progress = bool(show_progress)
+        self._max_length = int(max_length)
+        dtype = load_dtype(check_precision(precision), self.device)
+        self.precision = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[str(dtype)]
+        self.bi_encoder = bi_encoder
+        self.model: Any = None
+        if bi_encoder is None and Path(self.model_path).is_dir():
+            check_kind(Path(self.model_path), CONFIG_FILE)
+            if (Path(self.model_path) / CONFIG_FILE).is_file():
+                self.bi_encoder = BiEncoderModel.load(self.model_path)
+        if self.bi_encoder is not None:
+            self.bi_encoder.to(device=self.device, dtype=dtype).eval()
+            return
+        from sentence_transformers import SentenceTransformer
+
         self.model = SentenceTransformer(self.model_path, device=self.device, trust_remote_code=trust_remote_code,
                                          model_kwargs={"use_safetensors": True})
-        self.model.max_seq_length = int(max_length)
-        self.fp16 = bool(fp16) and self.device.startswith("cuda")
-        if self.fp16:
-            self.model.half()
+        self.model.max_seq_length = self._max_length
+        if self.precision != "fp32":
+            self.model.to(dtype)
+
+    @classmethod
+    def from_model(cls, model: BiEncoderModel, batch_size: int = 64, device: str = "auto",
+                   precision: str = "auto") -> Encoder:
+        """An encoder around an already loaded (e.g. training) :class:`BiEncoderModel`."""
+        return cls(model.base, model.max_length, batch_size, device=device, precision=precision, bi_encoder=model)
 
     def __repr__(self) -> str:
         return f"Encoder({self.model_path!r}, device={self.device!r}, max_length={self.max_length})"
@@ -92,24 +120,27 @@ class Encoder:
     @property
     def max_length(self) -> int:
         """Maximum tokens per text (longer texts are truncated)."""
-        return int(self.model.max_seq_length)
+        return int(self.model.max_seq_length) if self.model is not None else self._max_length
 
     @property
     def dim(self) -> int:
         """Dimension of the embeddings."""
+        if self.bi_encoder is not None:
+            return self.bi_encoder.dim
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(getter())  # renamed in sentence-transformers 6
-
-    @property
-    def precision(self) -> str:
-        """``"fp16"`` or ``"fp32"``: the dtype the model computes in."""
-        return "fp16" if self.fp16 else "fp32"
 
     def encode(self, texts: Sequence[str], prefix: str = "") -> np.ndarray:
         """Encode ``texts`` (each prefixed with ``prefix``) into a float32 array, one row per text."""
         items = [prefix + t for t in texts] if prefix else list(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.bi_encoder is not None:
+            emb = self.bi_encoder.encode(items, batch_size=self.batch_size, max_length=self._max_length,
+                                         device=self.device, show_progress=self.show_progress)
+            if self.normalize:
+                emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            return np.asarray(emb, dtype=np.float32)
         emb = self.model.encode(items, batch_size=self.batch_size, show_progress_bar=self.show_progress,
                                 convert_to_numpy=True, normalize_embeddings=self.normalize)
         return np.asarray(emb, dtype=np.float32)
@@ -124,18 +155,21 @@ class Encoder:
 
 
 @dataclass
-class DenseConfig:
+class DenseConfig(RerankerOptions):
     """Options of the dense stage (one source of truth for Python, YAML and CLI).
 
-    ``index`` is ``"flat"`` (exact) or ``"hnsw"``; ``rerank`` is ``"auto"`` (rescore an
-    incoming run when there is one), ``"never"`` (always retrieve) or ``"always"``
-    (require an incoming run). ``cache_dir`` roots both the index cache and the run
-    cache (default: the index under ``RANKKIT_CACHE_DIR``, no run cache).
+    ``model`` is any sentence-transformers / HF encoder or a bi-encoder folder trained by
+    rankkit. ``index`` is ``"flat"`` (exact) or ``"hnsw"``; ``rerank`` is ``"auto"``
+    (rescore an incoming run when there is one), ``"never"`` (always retrieve) or
+    ``"always"`` (require an incoming run). As a reranker it rescores the top ``depth``
+    candidates (default: all of them). ``cache_dir`` roots both the index cache and the
+    run cache (default: the index under ``RANKKIT_CACHE_DIR``, no run cache). The shared
+    options are :class:`~rankkit.rerank.base.RerankerOptions`.
     """
 
+    depth: int | None = None
     model: str = MINILM_ID
     max_length: int = 256
-    batch_size: int = 64
     normalize: bool = False
     query_prefix: str = ""
     doc_prefix: str = ""
@@ -144,49 +178,42 @@ class DenseConfig:
     hnsw_m: int = 32
     ef_construction: int = 40
     ef_search: int = 128
-    device: str = "auto"
-    fp16: bool = True
     gpu: bool | str = "auto"
     rerank: str = "auto"
     encode_candidates: bool = False
-    show_progress: bool = True
-    cache_dir: str | None = None
-    name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.hits < 1 or self.max_length < 1 or self.batch_size < 1:
-            raise ValueError("hits, max_length and batch_size must be >= 1")
+        super().__post_init__()
+        if self.hits < 1 or self.max_length < 1:
+            raise ValueError("hits and max_length must be >= 1")
         if self.index not in ("flat", "hnsw"):
             raise ValueError(f"index must be 'flat' or 'hnsw', got {self.index!r}")
         if self.rerank not in _RERANK_MODES:
             raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {self.rerank!r}")
 
 
-class Dense(Stage):
+class Dense(Reranker):
     """Dense retriever / reranker over a dataset's corpus (see the module docstring).
 
     ``Dense(dataset, model=..., hits=...)`` takes :class:`DenseConfig` options as
-    keywords; ``Dense.from_config(config, dataset)`` takes a config object.
+    keywords; ``Dense.from_config(config, dataset)`` takes a config object; a ready
+    :class:`Encoder` can be passed as ``encoder=`` (e.g. a model being trained).
     """
 
-    def __init__(self, dataset: Dataset | None = None, config: DenseConfig | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("give Dense either a config or keyword options, not both")
-        self.config = config or from_mapping(DenseConfig, options, "Dense")
+    kind = "dense"
+    config_class = DenseConfig
+    config: DenseConfig
+
+    def __init__(self, dataset: Dataset | None = None, config: DenseConfig | None = None, *,
+                 encoder: Encoder | None = None, **options: Any) -> None:
         if dataset is None:
             raise ConfigError("the dense stage needs a dataset (its corpus is what gets indexed); "
                               "pass dataset=... (or to Pipeline.from_yaml)")
-        self.dataset = dataset
-        self.name = self.config.name or "dense"
-        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else None  # type: ignore[assignment]
-        self._encoder: Encoder | None = None
+        super().__init__(dataset, config, **options)
+        self.dataset: Dataset = dataset
+        self._encoder: Encoder | None = encoder
         self._index: DenseIndex | None = None
         self._key: str | None = None
-
-    @classmethod
-    def from_config(cls, config: DenseConfig, dataset: Dataset | None) -> Dense:
-        """Build the stage from a :class:`DenseConfig`."""
-        return cls(dataset, config=config)
 
     def __repr__(self) -> str:
         return f"Dense(model={self.config.model!r}, index={self.config.index!r}, hits={self.config.hits})"
@@ -197,18 +224,26 @@ class Dense(Stage):
         if self._encoder is None:
             cfg = self.config
             self._encoder = Encoder(cfg.model, cfg.max_length, cfg.batch_size, cfg.normalize, cfg.device,
-                                    cfg.query_prefix, cfg.doc_prefix, cfg.fp16, cfg.show_progress)
+                                    cfg.query_prefix, cfg.doc_prefix, cfg.precision, cfg.show_progress)
         return self._encoder
 
     def _precision(self) -> str:
         if self._encoder is not None:
             return self._encoder.precision
-        return "fp16" if self.config.fp16 and resolve_device(self.config.device).startswith("cuda") else "fp32"
+        from rankkit.precision import load_dtype
+
+        dtype = str(load_dtype(self.config.precision, resolve_device(self.config.device)))
+        return {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[dtype]
 
     def index_key(self) -> str:
         """SHA-256 key of the corpus index: corpus, model, and every option that changes doc vectors."""
         if self._key is None:
+            from rankkit.hf_encoder import check_kind
+            from rankkit.retrieve.bi_encoder import CONFIG_FILE
+
             cfg = self.config
+            if Path(resolve_model(cfg.model)).is_dir():
+                check_kind(Path(resolve_model(cfg.model)), CONFIG_FILE)
             spec = {"corpus": self.dataset.fingerprint(), "model": model_identity(resolve_model(cfg.model)),
                     "max_length": cfg.max_length, "normalize": cfg.normalize, "doc_prefix": cfg.doc_prefix,
                     "precision": self._precision(), "index": cfg.index,
@@ -259,9 +294,25 @@ class Dense(Stage):
                                           "doc_prefix": cfg.doc_prefix, "precision": enc.precision,
                                           "key": self.index_key()})
 
+    def with_hits(self, k: int) -> Stage | None:
+        """A copy retrieving at most ``k`` hits (flat index only), sharing the loaded model and index.
+
+        Not exact (``exact_hits`` is False): reranking an incoming run ignores ``hits``, so
+        the pipeline keeps the cutoff after the copy. ``None`` for an HNSW index, whose
+        search depth changes which neighbours it finds, and for ``rerank="always"``.
+        """
+        cfg = self.config
+        if cfg.index != "flat" or cfg.rerank == "always":
+            return None
+        if k >= cfg.hits:
+            return self
+        stage = Dense(self.dataset, config=replace(cfg, hits=k))
+        stage._encoder, stage._index, stage._key = self._encoder, self._index, self._key
+        return stage
+
     def cache_spec(self) -> dict[str, Any] | None:
         cfg = self.config
-        return {"index": self.index_key(), "query_prefix": cfg.query_prefix, "hits": cfg.hits,
+        return {"index": self.index_key(), "query_prefix": cfg.query_prefix, "hits": cfg.hits, "depth": cfg.depth,
                 "ef_search": cfg.ef_search, "rerank": cfg.rerank, "encode_candidates": cfg.encode_candidates}
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
@@ -269,7 +320,7 @@ class Dense(Stage):
         if run is None and mode == "always":
             raise ConfigError(f"{self.name}: rerank='always' needs an incoming run (put it after a retriever)")
         if run is not None and mode != "never":
-            return self._rerank(queries, run)
+            return super().transform(queries, run)
         return self._retrieve(queries)
 
     def _retrieve(self, queries: list[Query]) -> Run:
@@ -279,13 +330,11 @@ class Dense(Stage):
         out = {q.qid: {d: float(s) for d, s in zip(ids, row)} for q, ids, row in zip(queries, docids, scores)}
         return Run(out, name=self.name)
 
-    def _rerank(self, queries: list[Query], run: Run) -> Run:
-        known = [q for q in queries if q.qid in run]
-        dropped = len(run) - len(known)
-        if dropped:
-            log.warning("%s: %d queries of the incoming run have no query text; they are dropped", self.name, dropped)
-        qvecs = self.encoder.encode_queries([q.text for q in known])
-        wanted = list(dict.fromkeys(d for q in known for d in run[q.qid]))
+    def score(self, queries: dict[str, str], candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        """Inner products of query and candidate embeddings (candidates from the index, or encoded on the fly)."""
+        qids = list(queries)
+        qvecs = self.encoder.encode_queries([queries[q] for q in qids])
+        wanted = list(dict.fromkeys(d for q in qids for d in candidates[q]))
         if self.config.encode_candidates:
             found = self.dataset.docs(wanted)
             dvecs = self.encoder.encode_docs([found[d] for d in wanted])
@@ -297,13 +346,11 @@ class Dense(Stage):
                                    f"the corpus of dataset {self.dataset.name!r})") from None
         rows = {d: i for i, d in enumerate(wanted)}
         out: dict[str, dict[str, float]] = {}
-        for q, qvec in zip(known, qvecs):
-            cands = list(run[q.qid])
+        for q, qvec in zip(qids, qvecs):
+            cands = candidates[q]
             scores = dvecs[[rows[d] for d in cands]] @ qvec if cands else []
-            out[q.qid] = {d: float(s) for d, s in zip(cands, scores)}
-        return Run(out, name=self.name)
+            out[q] = {d: float(s) for d, s in zip(cands, scores)}
+        return out
 
 
-@register_stage("dense", DenseConfig)
-def _dense_from_config(cfg: DenseConfig, dataset: Any, overrides: dict[str, Any]) -> Dense:
-    return Dense.from_config(cfg, dataset)
+register_reranker("dense", Dense)

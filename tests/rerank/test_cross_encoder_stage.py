@@ -74,7 +74,7 @@ def test_raw_scores_are_cached_and_shared_across_weights(scorer: CrossEncoderMod
 
 
 def test_errors_without_run_and_auto_weight_without_tuning(scorer: CrossEncoderModel) -> None:
-    with pytest.raises(ConfigError, match="reranks an incoming run"):
+    with pytest.raises(ConfigError, match="rescores an incoming run"):
         CrossEncoder(_dataset(), scorer=scorer)(QUERIES)
     with pytest.raises(ConfigError, match="interpolate: auto needs a weight"):
         CrossEncoder(_dataset(), scorer=scorer, interpolate="auto", show_progress=False)(QUERIES, FIRST)

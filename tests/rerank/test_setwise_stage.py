@@ -93,6 +93,10 @@ def test_empty_candidate_list_and_bad_config() -> None:
         stage.rerank({"q7": "x"}, {"q7": []}, {"q7": []})
     with pytest.raises(ConfigError, match="method"):
         Setwise(method="quicksort")
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, fp16, got 'float16'"):
+        Setwise(precision="float16")
+    with pytest.raises(ConfigError, match="unknown key 'dtype'"):
+        Setwise(dtype="bf16")
     with pytest.raises(ConfigError, match="after a retriever"):
         stage([("q", "x")])
 
@@ -109,8 +113,9 @@ def test_tiny_llm_end_to_end_counts_calls_and_tokens(tiny_llm: Path) -> None:
     assert set(out) == {"a", "b"} and all(len(v) == 5 for v in out.values())
     s = stage.stats
     assert s["llm_calls"] > 0 and 0 < s["generated_tokens"] <= 6 * s["llm_calls"]
-    assert s["prompt_tokens"] > 0
+    assert s["prompt_tokens"] > 0 and s["generation_ms"] >= 0
     assert sum(v for k, v in s.items() if k.startswith("parse_")) == s["llm_calls"]
+    assert llm.generator.settings.stop == ("</answer>",) and llm.stats is llm.generator.stats
 
 
 def test_model_without_chat_template_is_refused(tmp_path: Path) -> None:

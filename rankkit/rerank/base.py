@@ -1,0 +1,129 @@
+"""The reranker base: candidates in, scores out, the run built once.
+
+Every reranking stage (cross-encoder, dense-as-reranker, setwise LLM, and the next
+ones) shares the same steps, written here once: require an incoming run and a dataset,
+keep the top ``depth`` candidates of each query (in the run's rank order), drop
+queries without text (with a warning), fetch the candidates' texts, and build the
+output :class:`Run` from the scores that the subclass's :meth:`Reranker.score` returns.
+Subclasses implement :meth:`Reranker.score` (and optionally :meth:`Reranker.finish`, e.g.
+interpolation with the first stage). :class:`RerankerOptions` is the one options
+dataclass for depth, batch size, device, precision, progress, cache and name; each
+stage's config extends it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rankkit.config import from_mapping
+from rankkit.errors import ConfigError
+from rankkit.pipeline import Stage, register_stage
+from rankkit.precision import check_precision
+from rankkit.types import Query, Run
+
+if TYPE_CHECKING:
+    from rankkit.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RerankerOptions:
+    """Options every reranker has: candidates per query (``depth``; ``None``: all), ``batch_size``,
+    ``device`` (``auto``: CUDA when present), ``precision`` (:mod:`rankkit.precision`),
+    ``show_progress``, ``cache_dir`` (content-keyed cache) and ``name``.
+    """
+
+    depth: int | None = 100
+    batch_size: int = 64
+    device: str = "auto"
+    precision: str = "auto"
+    show_progress: bool = True
+    cache_dir: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("depth", "batch_size"):
+            value = getattr(self, key)
+            if value is None and key == "depth":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+        check_precision(self.precision)
+
+
+class Reranker(Stage):
+    """Base of every reranking stage (see the module docstring).
+
+    Every subclass is built the same way: ``Stage(dataset, config)`` with a config object of
+    its :attr:`config_class`, or ``Stage(dataset, option=value, ...)`` with keywords (errors
+    name the unknown key); :func:`register_reranker` makes it a YAML stage type.
+    """
+
+    kind = "reranker"
+    config_class: ClassVar[type[RerankerOptions]] = RerankerOptions
+
+    def __init__(self, dataset: Dataset | None = None, config: RerankerOptions | None = None,
+                 **options: Any) -> None:
+        where = type(self).__name__
+        if config is not None and options:
+            raise ConfigError(f"give {where} either a config or keyword options, not both")
+        if config is None:
+            config = from_mapping(self.config_class, options, where)
+        self.dataset = dataset
+        self.config = config
+        self.name = config.name or self.kind
+        self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
+
+    @classmethod
+    def from_config(cls, config: RerankerOptions, dataset: Dataset | None) -> Reranker:
+        """Build the stage from its config object."""
+        return cls(dataset, config)
+
+    @abc.abstractmethod
+    def score(self, queries: dict[str, str], candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        """Scores ``{qid: {docid: score}}`` for each query's candidates (given in first-stage rank order)."""
+
+    def finish(self, top: Run, reranked: Run) -> Run:
+        """The output run from the candidates ``top`` and their new scores (default: the new scores)."""
+        return reranked
+
+    def candidates(self, queries: list[Query], run: Run | None) -> tuple[Run, dict[str, str]]:
+        """The top ``depth`` of ``run`` for queries with text, and those queries' texts."""
+        if run is None:
+            raise ConfigError(f"{self.name}: a reranker rescores an incoming run; put it after a retriever")
+        if self.dataset is None:
+            raise ConfigError(f"{self.name}: needs the dataset to fetch document texts ({type(self).__name__}"
+                              "(dataset, ...))")
+        depth = self.config.depth
+        top = run.top_k(depth) if depth is not None else run
+        texts = {q.qid: q.text for q in queries}
+        missing = [qid for qid in top if qid not in texts]
+        if missing:
+            log.warning("%s: %d queries of the incoming run have no query text; they are dropped",
+                        self.name, len(missing))
+            top = Run({qid: top[qid] for qid in top if qid in texts}, name=run.name)
+        return top, {qid: texts[qid] for qid in top}
+
+    def doc_texts(self, docids: list[str]) -> dict[str, str]:
+        """``title + " " + text`` of each document id (unknown ids raise the dataset's error)."""
+        assert self.dataset is not None
+        found = self.dataset.docs(docids)
+        return {d: found[d].contents for d in docids}
+
+    def transform(self, queries: list[Query], run: Run | None) -> Run:
+        top, texts = self.candidates(queries, run)
+        ranked = {qid: [d for d, _ in top.ranked(qid)] for qid in top}
+        return self.finish(top, Run(self.score(texts, ranked), name=self.name))
+
+    def cache_spec(self) -> dict[str, Any] | None:
+        return None
+
+
+def register_reranker(name: str, cls: type[Reranker]) -> None:
+    """Register ``cls`` as the YAML stage type ``name`` (its options: ``cls.config_class``)."""
+    register_stage(name, cls.config_class)(lambda cfg, dataset, overrides: cls.from_config(cfg, dataset))
