@@ -41,7 +41,8 @@ JOBS: dict[str, dict[str, Any]] = {
     "ce+normscore": {"curriculum.heuristic": "normscore"},
     "ce+kdescore": {"curriculum.heuristic": "kdescore"},
     "ce+anti-reciprank": {"curriculum.heuristic": "reciprank", "curriculum.anti": True},
-    "ce-bce": {"objective": "bce"},
+    "ce-bce": {"objective": "bce"},  # class-balanced BCE (pos_weight: balanced, the default since issue 9)
+    "ce-bce-unbalanced": {"objective": {"name": "bce", "pos_weight": None}},
     "ce-bce+reciprank": {"objective": "bce", "curriculum.heuristic": "reciprank"},
     "ce-ranknet": {"objective": "ranknet"},
     "ce-lora-r8": {"lora.rank": 8, "lora.alpha": 16},
@@ -116,7 +117,7 @@ def _read_run(path: Path) -> Any:
 def _job_config(name: str, seed: int, model: Path, overrides: dict[str, Any], max_steps: int | None) -> Any:
     from rankkit.train.config import load_train_config
 
-    values = {"model": str(model), "seed": seed, "eval_every": 0, "tune_interpolation": False,
+    values = {"model.name": str(model), "seed": seed, "eval_every": 0, "tune_interpolation": False,
               "save_every": 100000, **overrides}
     if max_steps:
         values["max_steps"] = max_steps
@@ -134,7 +135,8 @@ def _worker(jobs: list[tuple[str, int]], bundle_dir: str, out_dir: str, deadline
     from rankkit.train.data import TrainingData, build_epochs
     from rankkit.train.groups import holdout
     from rankkit.train.squeeze import squeeze_adapter
-    from rankkit.train.trainer import rerank_run, train_reranker
+    from rankkit.train.loop import train_reranker
+    from rankkit.train.scorers import CrossEncoderScorer
 
     import torch
 
@@ -149,8 +151,8 @@ def _worker(jobs: list[tuple[str, int]], bundle_dir: str, out_dir: str, deadline
     train_run, test_run = _read_run(bdir / "bm25-train.trec.gz"), _read_run(bdir / "bm25-test.trec.gz")
 
     def score(m: CrossEncoderModel, tag: str, dev: Any, dev_run: Any, seconds: float) -> None:
-        rerank_run(m, dev, dev_run, 100).to_trec(out / f"{tag}-dev.trec", tag=tag)
-        rerank_run(m, test, test_run, 100).to_trec(out / f"{tag}-test.trec", tag=tag)
+        CrossEncoderScorer(m, m.max_length).rerank(dev, dev_run, 100, 64, "auto").to_trec(out / f"{tag}-dev.trec", tag=tag)
+        CrossEncoderScorer(m, m.max_length).rerank(test, test_run, 100, 64, "auto").to_trec(out / f"{tag}-test.trec", tag=tag)
         (out / f"{tag}.json").write_text(json.dumps({"train_seconds": round(seconds, 2)}))
 
     for name, seed in jobs:

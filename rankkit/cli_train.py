@@ -3,20 +3,31 @@
 ``train reranker`` reads :class:`rankkit.train.config.TrainConfig` (``pipelines/train_ce_*.yaml``);
 ``train grpo`` and ``train sft-setwise`` read :class:`rankkit.train.llm_config.RankR1Config` and
 :class:`~rankkit.train.llm_config.SetwiseSFTConfig`. ``--set key=value`` overrides any key, dotted for
-nested sections (``--set lora.rank=8``). Kept apart from :mod:`rankkit.cli` so that
-module stays small; :func:`register` attaches the groups to the main app.
+nested sections (``--set lora.rank=8``). Every training command gets the same options and
+its loaded config from one decorator (:func:`training_options`, which calls
+:func:`load_training_config`). Kept apart from :mod:`rankkit.cli` so that module stays
+small; :func:`register` attaches the groups to the main app.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from rankkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rankkit.train.config import TrainConfig
+    from rankkit.train.llm_config import RankR1Config, SetwiseSFTConfig
+
+T = TypeVar("T")
 
 
 def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
@@ -31,82 +42,107 @@ def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def training_options(config_class: str, config_help: str, output_help: str, set_help: str,
+                     resume: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a training command the shared options and hand it its loaded config.
+
+    Adds ``--config``, ``--output``, ``--resume`` (unless ``resume=False``), ``--seed`` and
+    ``--set``; reads the YAML into ``config_class`` (a dotted name, imported when the
+    command runs) with :func:`load_training_config`; and calls the command as
+    ``fn(config, yaml_folder, resume=...)`` (``fn(config, yaml_folder)`` without ``--resume``).
+    """
+    options = [
+        click.option("--config", "config_path", required=True, type=click.Path(), help=config_help),
+        click.option("--output", default=None, help=output_help),
+    ]
+    if resume:
+        options.append(click.option("--resume", is_flag=True,
+                                    help="Continue from the newest checkpoint of the same output."))
+    options += [
+        click.option("--seed", type=int, default=None, help="Override the config's seed."),
+        click.option("--set", "sets", multiple=True, help=set_help),
+    ]
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def command(config_path: str, output: str | None, seed: int | None, sets: tuple[str, ...],
+                    **flags: Any) -> Any:
+            module, _, name = config_class.rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
+            cfg, base = load_training_config(cls, config_path, output, seed, sets)
+            return fn(cfg, base, **flags)
+
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return deco
+
+
+def load_training_config(cls: type[T], config_path: str, output: str | None, seed: int | None,
+                         sets: tuple[str, ...]) -> tuple[T, Path]:
+    """Read a training YAML into ``cls`` with the ``--set``/``--seed``/``--output`` overrides applied.
+
+    Returns (config, the YAML's folder); errors are :class:`ConfigError` naming the file and key.
+    """
+    from rankkit.train.config import load_config
+
+    overrides = _parse_sets(sets)
+    if seed is not None:
+        overrides["seed"] = seed
+    cfg, base = load_config(cls, config_path, overrides)
+    if output:
+        cfg.output = str(Path(output).resolve())  # type: ignore[attr-defined]
+    return cfg, base
+
+
+def _echo_result(label: str, result: Any) -> None:
+    click.echo(f"{label}: {result.output}")
+    click.echo(f"steps: {result.steps}  wall time: {result.wall_time_s:.0f} s")
+
+
 @click.group("train")
 def train_group() -> None:
     """Train rerankers: cross-encoders (LoRA or full), setwise LLMs with GRPO (Rank-R1) or SFT."""
 
 
 @train_group.command("reranker")
-@click.option("--config", "config_path", required=True, type=click.Path(), help="Training YAML (TrainConfig).")
-@click.option("--output", default=None, help="Model folder (overrides the config's output).")
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of the same output.")
-@click.option("--seed", type=int, default=None, help="Override the config's seed.")
-@click.option("--set", "sets", multiple=True, help="Override a config key: --set lora.rank=8 (repeatable).")
-def train_reranker_cmd(config_path: str, output: str | None, resume: bool, seed: int | None,
-                       sets: tuple[str, ...]) -> None:
+@training_options("rankkit.train.config.TrainConfig", "Training YAML (TrainConfig).",
+                  "Model folder (overrides the config's output).",
+                  "Override a config key: --set lora.rank=8 (repeatable).")
+def train_reranker_cmd(cfg: TrainConfig, base: Path, resume: bool) -> None:
     """Train a cross-encoder reranker as configured and print where it was written."""
-    from rankkit.train.config import load_train_config
-    from rankkit.train.trainer import train_reranker
+    from rankkit.train.loop import train_reranker
 
-    overrides = _parse_sets(sets)
-    if seed is not None:
-        overrides["seed"] = seed
-    cfg, base = load_train_config(config_path, overrides)
-    if output:
-        cfg.output = str(Path(output).resolve())
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     result = train_reranker(cfg, base, resume=resume)
-    click.echo(f"model: {result.output}")
-    click.echo(f"steps: {result.steps}  wall time: {result.wall_time_s:.0f} s")
+    _echo_result("model", result)
     if result.best_metric is not None:
         click.echo(f"best dev {cfg.select_metric}: {result.best_metric:.4f}")
     if result.interpolation:
         click.echo(f"interpolation weight (dev): {result.interpolation['weight']}")
 
 
-def _llm_training(kind: str, config_path: str, output: str | None, seed: int | None,
-                  sets: tuple[str, ...], resume: bool = False) -> None:
-    from rankkit.train.config import load_config
-    from rankkit.train.llm_config import RankR1Config, SetwiseSFTConfig
-
-    overrides = _parse_sets(sets)
-    if seed is not None:
-        overrides["seed"] = seed
-    cfg, base = load_config(RankR1Config if kind == "grpo" else SetwiseSFTConfig, config_path, overrides)
-    if output:
-        cfg.output = str(Path(output).resolve())
-    if kind == "grpo":
-        from rankkit.train.grpo import train_grpo
-
-        result = train_grpo(cfg, base, resume=resume)
-    else:
-        from rankkit.train.sft_setwise import train_sft_setwise
-
-        result = train_sft_setwise(cfg, base)
-    click.echo(f"adapter: {result.output}")
-    click.echo(f"steps: {result.steps}  wall time: {result.wall_time_s:.0f} s")
-
-
 @train_group.command("grpo")
-@click.option("--config", "config_path", required=True, type=click.Path(), help="Rank-R1 YAML (RankR1Config).")
-@click.option("--output", default=None, help="Adapter folder (overrides the config's output).")
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint of the same output.")
-@click.option("--seed", type=int, default=None, help="Override the config's seed.")
-@click.option("--set", "sets", multiple=True, help="Override a config key: --set grpo.beta=0.0 (repeatable).")
-def train_grpo_cmd(config_path: str, output: str | None, resume: bool, seed: int | None,
-                   sets: tuple[str, ...]) -> None:
+@training_options("rankkit.train.llm_config.RankR1Config", "Rank-R1 YAML (RankR1Config).",
+                  "Adapter folder (overrides the config's output).",
+                  "Override a config key: --set grpo.beta=0.0 (repeatable).")
+def train_grpo_cmd(cfg: RankR1Config, base: Path, resume: bool) -> None:
     """Train a setwise LLM reranker with GRPO (Rank-R1) and a LoRA adapter."""
-    _llm_training("grpo", config_path, output, seed, sets, resume)
+    from rankkit.train.grpo import train_grpo
+
+    _echo_result("adapter", train_grpo(cfg, base, resume=resume))
 
 
 @train_group.command("sft-setwise")
-@click.option("--config", "config_path", required=True, type=click.Path(), help="SFT YAML (SetwiseSFTConfig).")
-@click.option("--output", default=None, help="Adapter folder (overrides the config's output).")
-@click.option("--seed", type=int, default=None, help="Override the config's seed.")
-@click.option("--set", "sets", multiple=True, help="Override a config key: --set sft.learning_rate=5e-5.")
-def train_sft_cmd(config_path: str, output: str | None, seed: int | None, sets: tuple[str, ...]) -> None:
+@training_options("rankkit.train.llm_config.SetwiseSFTConfig", "SFT YAML (SetwiseSFTConfig).",
+                  "Adapter folder (overrides the config's output).",
+                  "Override a config key: --set sft.learning_rate=5e-5.", resume=False)
+def train_sft_cmd(cfg: SetwiseSFTConfig, base: Path) -> None:
     """Train the Setwise-SFT baseline (answers without reasoning) with a LoRA adapter."""
-    _llm_training("sft", config_path, output, seed, sets)
+    from rankkit.train.sft_setwise import train_sft_setwise
+
+    _echo_result("adapter", train_sft_setwise(cfg, base))
 
 
 @click.group("adapters")
@@ -142,10 +178,10 @@ def squeeze_cmd(model: str, output: str, rank: int | None, energy: float | None,
         if not continue_config:
             raise click.UsageError("--continue-steps needs --continue-config (the training data and settings)")
         from rankkit.train.config import load_train_config
-        from rankkit.train.trainer import train_reranker
+        from rankkit.train.loop import train_reranker
 
         cfg, base = load_train_config(continue_config, {"max_steps": continue_steps, "warmup_steps": 0})
-        cfg.init_from = str(Path(output).resolve())
+        cfg.model.init_from = str(Path(output).resolve())
         cfg.output = str(Path(output).resolve())
         logging.getLogger("accelerate").setLevel(logging.WARNING)
         result = train_reranker(cfg, base)

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 from rankkit.config import from_mapping, load_yaml
 from rankkit.models import MINILM_ID
+from rankkit.precision import check_precision
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
-from rankkit.train.objectives import canonical_objective
+from rankkit.train.objectives import objective_spec
 
 T = TypeVar("T")
 
@@ -64,26 +65,80 @@ class DataSettings:
     groups: GroupConfig = field(default_factory=GroupConfig)
 
 
+KINDS = ("cross_encoder", "bi_encoder")
+POOLINGS = ("mean", "cls")
+
+
+@dataclass
+class ModelSettings:
+    """Which scorer is trained, and on which backbone (``model:`` section; a bare string is ``name``).
+
+    ``kind`` is ``cross_encoder`` (query and document read together, one score per pair) or
+    ``bi_encoder`` (shared-weight query and document towers, score = similarity of the
+    embeddings). ``name`` is any HF id or local path. ``init_from`` continues from a saved
+    rankkit model folder of the same kind. Cross-encoders only: ``head`` is ``mean``/``cls``
+    (new linear head on pooled states) or ``hf`` (the model's sequence-classification head).
+    Bi-encoders only: ``pooling`` (``mean``, as all-MiniLM-L6-v2 was trained, or ``cls``),
+    ``normalize`` (cosine similarity; else dot product), ``temperature`` (scores are
+    ``similarity / temperature``) and ``learn_temperature``. An option of the other kind is
+    an error, not silently ignored.
+    """
+
+    kind: str = "cross_encoder"
+    name: str = MINILM_ID
+    init_from: str | None = None
+    max_length: int = 192
+    head: str | None = None
+    pooling: str | None = None
+    normalize: bool | None = None
+    temperature: float | None = None
+    learn_temperature: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
+            raise ValueError(f"max_length must be an integer >= 8, got {self.max_length!r}")
+        ce_only, be_only = ("head",), ("pooling", "normalize", "temperature", "learn_temperature")
+        other = be_only if self.kind == "cross_encoder" else ce_only
+        for key in other:
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} does not apply to kind {self.kind}; "
+                                 f"it is a {'bi' if self.kind == 'cross_encoder' else 'cross'}-encoder option")
+        if self.kind == "cross_encoder":
+            self.head = self.head or "mean"
+            if self.head not in ("mean", "cls", "hf"):
+                raise ValueError(f"head must be mean, cls or hf, got {self.head!r}")
+            return
+        self.pooling = self.pooling or "mean"
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        self.normalize = True if self.normalize is None else self.normalize
+        self.temperature = 0.05 if self.temperature is None else self.temperature
+        self.learn_temperature = bool(self.learn_temperature)
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
+                or not self.temperature > 0:
+            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+
+
 @dataclass
 class TrainConfig:
     """All options of reranker training (see the module docstring for the defaults' origin).
 
-    ``head`` is ``mean``/``cls`` (new linear head on pooled states) or ``hf`` (the
-    model's sequence-classification head); ``init_from`` continues from a saved
-    rankkit model folder. ``eval_every`` is in optimiser steps (null: end of each
-    epoch; 0: never). ``save_every`` writes a resumable checkpoint. ``mixed_precision``
-    is ``auto`` (bf16 on CUDA, none on CPU), ``no``, ``bf16`` or ``fp16``.
+    ``model`` picks the scorer (:class:`ModelSettings`); ``objective`` is a name or a
+    mapping ``{name: ..., <setting>: ...}`` (see :mod:`rankkit.train.objectives`).
+    ``eval_every`` is in optimiser steps (null: end of each epoch; 0: never).
+    ``save_every`` writes a resumable checkpoint. ``precision`` is ``auto`` (bf16
+    autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16`` (autocast; measure
+    on the CPU at hand before choosing bf16 there).
     """
 
-    model: str = MINILM_ID
-    head: str = "mean"
-    init_from: str | None = None
+    model: ModelSettings = field(default_factory=ModelSettings)
     output: str = "models/ce-scifact"
     data: DataSettings = field(default_factory=DataSettings)
-    objective: str = "softmax"
+    objective: Any = "softmax"
     lora: LoraSettings = field(default_factory=LoraSettings)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    max_length: int = 192
     epochs: int = 2
     max_steps: int | None = None
     batch_size: int = 4
@@ -102,18 +157,17 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 42
     device: str = "auto"
-    mixed_precision: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
-        self.objective = canonical_objective(self.objective)
-        if self.head not in ("mean", "cls", "hf"):
-            raise ValueError(f"head must be mean, cls or hf, got {self.head!r}")
+        if isinstance(self.model, str):
+            self.model = ModelSettings(name=self.model)
+        self.objective = objective_spec(self.objective)
         if self.epochs < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("epochs, batch_size and gradient_accumulation_steps must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max_steps must be >= 1 (or null)")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        check_precision(self.precision)
         if self.save_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("save_every and keep_checkpoints must be >= 1")
 

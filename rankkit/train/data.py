@@ -4,19 +4,17 @@
 the training split, its first-stage run (a pipeline YAML run over the split's
 queries, or a TREC run file), the dev queries (carved from the training queries,
 or a separate split) with their first-stage run, and one list of groups per epoch
-(fresh negatives each epoch). :func:`collate` tokenises a batch of groups.
+(fresh negatives each epoch). Scorers tokenise batches of groups (:mod:`rankkit.train.scorers`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
+from typing import TYPE_CHECKING
 
 from rankkit.data.dataset import Dataset
 from rankkit.errors import ConfigError
@@ -93,17 +91,3 @@ def load_training_data(cfg: TrainConfig, base: Path) -> TrainingData:
 def build_epochs(dataset: Dataset, run: Run, cfg: TrainConfig) -> list[list[TrainingGroup]]:
     """One group list per epoch, each with its own negatives (seeded by ``(seed, epoch)``)."""
     return [build_groups(dataset, run, cfg.data.groups, seed=cfg.seed, epoch=e) for e in range(cfg.epochs)]
-
-
-def collate(batch: Sequence[TrainingGroup], tokenizer: Any, max_length: int) -> dict[str, Any]:
-    """Tokenise a batch of equal-size groups: features for every (query, doc) pair, labels and difficulty ``[G, n]``."""
-    sizes = {len(g.docs) for g in batch}
-    if len(sizes) != 1:
-        raise ValueError(f"groups in a batch must have the same size, got sizes {sorted(sizes)}")
-    queries = [g.query.text for g in batch for _ in g.docs]
-    docs = [d.contents for g in batch for d in g.docs]
-    feats = tokenizer(queries, docs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    labels = torch.tensor([list(g.labels) for g in batch], dtype=torch.float32)
-    diff = torch.tensor([list(g.difficulty) if g.difficulty else [0.0] * len(g.docs) for g in batch],
-                        dtype=torch.float32)
-    return {"features": dict(feats), "labels": labels, "difficulty": diff}

@@ -1,16 +1,18 @@
-"""Cross-encoder reranker training loop on ``accelerate`` (so ``accelerate launch`` scales it).
+"""One training loop for every trainable scorer, on ``accelerate`` (so ``accelerate launch`` scales it).
 
 :func:`train_reranker` builds training groups from a dataset split and its first
-stage, wraps a :class:`CrossEncoderModel` with LoRA (or trains it in full), and
-optimises the chosen objective with optional curriculum weights. Two AdamW
-parameter groups (adapter/encoder at ``lr``, scoring head at ``head_lr``), linear
-warm-up then decay, gradient clipping. Every ``save_every`` steps it writes a
+stage, builds the scorer that ``model.kind`` names (:mod:`rankkit.train.scorers`:
+cross-encoder or bi-encoder, LoRA or full fine-tuning) and optimises the configured
+objective (:mod:`rankkit.train.objectives`) with optional curriculum and per-sample
+weights, logging the objective's own values. Two AdamW parameter groups
+(adapter/encoder at ``lr``, head at ``head_lr``), linear warm-up then decay, gradient
+clipping, autocast as ``precision`` says. Every ``save_every`` steps it writes a
 resumable checkpoint (model, optimiser, scheduler and RNG state via
 ``Accelerator.save_state``) under ``<output>.checkpoints/``; ``resume=True``
 continues from the newest complete one. With dev queries it reranks their
 first-stage candidates at each evaluation, keeps the best model by nDCG@10 (ranx)
-and finally chooses the interpolation weight with the first stage on the same dev
-queries. The output folder holds the model, ``train_card.json`` and the dev runs.
+and, for scorers that support it (cross-encoders), finally chooses the interpolation
+weight with the first stage on the same dev queries. The output folder holds the model, ``train_card.json`` and the dev runs.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ import numpy as np
 import torch
 
 from rankkit.config import to_mapping
-from rankkit.data.dataset import Dataset
 from rankkit.errors import ConfigError
-from rankkit.rerank.ce_model import CrossEncoderModel
+from rankkit.precision import mixed_precision
 from rankkit.runcard import run_card, seed_everything, write_json
 from rankkit.train.config import TrainConfig
 from rankkit.train.curriculum import Curriculum, Difficulty
-from rankkit.train.data import TrainingData, collate, load_training_data
-from rankkit.train.objectives import POINTWISE, get_objective
+from rankkit.train.data import TrainingData, load_training_data
+from rankkit.train.objectives import build_objective
+from rankkit.train.scorers import Scorer, scorer_class
 from rankkit.types import Run, TrainingGroup
 
 log = logging.getLogger(__name__)
@@ -57,57 +59,12 @@ class TrainResult:
     wall_time_s: float = 0.0
 
 
-def _param_groups(model: CrossEncoderModel, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: encoder/adapter parameters at ``lr``, the scoring head at ``head_lr`` (no decay on biases)."""
-    head, body = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_head = name.startswith("linear.") or ".modules_to_save." in name
-        (head if is_head else body).append((name, p))
-    groups = []
-    for params, lr in ((body, cfg.lr), (head, cfg.head_lr)):
-        decay = [p for n, p in params if p.ndim > 1]
-        no_decay = [p for n, p in params if p.ndim <= 1]
-        groups += [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
-                   {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
-
-
-def _build_model(cfg: TrainConfig) -> CrossEncoderModel:
-    if cfg.init_from:
-        model = CrossEncoderModel.load(cfg.init_from, trainable=True, max_length=cfg.max_length)
-        if not model.is_peft and cfg.lora.enabled:
-            model.add_lora(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
-        return model
-    model = CrossEncoderModel.new(cfg.model, head=cfg.head, max_length=cfg.max_length, seed=cfg.seed)
-    if cfg.lora.enabled:
-        model.add_lora(cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
-    return model
-
-
 def _checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints (their state file written last), oldest first."""
     if not root.is_dir():
         return []
     done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def rerank_run(model: CrossEncoderModel, dataset: Dataset, run: Run, depth: int, batch_size: int = 64,
-               device: str = "auto") -> Run:
-    """Score the top ``depth`` candidates of ``run`` with ``model`` (dev evaluation and experiments).
-
-    Runs the :class:`~rankkit.rerank.cross_encoder.CrossEncoder` stage (CE scores only) over the
-    queries of ``run`` that ``dataset`` has.
-    """
-    from rankkit.rerank.cross_encoder import CrossEncoder
-
-    texts = dataset.query_texts()
-    known = Run({q: run[q] for q in run if q in texts}, name=run.name)
-    stage = CrossEncoder(dataset, scorer=model, depth=depth, batch_size=batch_size, device=device,
-                         show_progress=False)
-    return stage(dataset.queries, known)
 
 
 def _get_rng() -> dict[str, Any]:
@@ -141,37 +98,34 @@ class _Loop:
         self.cfg, self.data, self.output = cfg, data, output
         self.ckpt_root = output.parent / f"{output.name}.checkpoints"
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-        precision = cfg.mixed_precision
-        if precision == "auto":
-            precision = "no" if cpu else "bf16"
-        self.acc = Accelerator(cpu=cpu, mixed_precision=precision,
+        self.acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision(cfg.precision, "cpu" if cpu else "cuda"),
                                gradient_accumulation_steps=cfg.gradient_accumulation_steps)
         seed_everything(cfg.seed)
-        self.model = _build_model(cfg)
+        self.scorer: Scorer = scorer_class(cfg.model.kind).build(cfg)
         per_process = math.ceil(len(data.groups[0]) / (cfg.batch_size * self.acc.num_processes))
         updates_per_epoch = math.ceil(per_process / cfg.gradient_accumulation_steps)
         self.total = cfg.max_steps or cfg.epochs * updates_per_epoch
-        self.objective = get_objective(cfg.objective)
-        self.curriculum = Curriculum(cfg.curriculum, self.total, cfg.objective in POINTWISE) \
+        self.objective = build_objective(cfg.objective)
+        self.curriculum = Curriculum(cfg.curriculum, self.total, self.objective.pointwise) \
             if cfg.curriculum.heuristic else None
-        opt = torch.optim.AdamW(_param_groups(self.model, cfg))
+        opt = torch.optim.AdamW(self.scorer.param_groups(cfg.lr, cfg.head_lr, cfg.weight_decay))
         sched = get_linear_schedule_with_warmup(opt, min(cfg.warmup_steps, self.total), self.total)
-        self.model, self.opt, self.sched = self.acc.prepare(self.model, opt, sched)
+        self.model, self.opt, self.sched = self.acc.prepare(self.scorer.model, opt, sched)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best: float | None = None
         self.history: list[dict[str, Any]] = []
         self._resumed_rng: dict[str, Any] | None = None
 
     @property
-    def unwrapped(self) -> CrossEncoderModel:
+    def unwrapped(self) -> Any:
+        """The scorer's model without accelerate's wrappers."""
         return self.acc.unwrap_model(self.model)
 
     def loader(self, epoch: int) -> Any:
         groups: list[TrainingGroup] = self.data.groups[epoch % len(self.data.groups)]
         order = np.random.default_rng([self.cfg.seed, epoch, 7]).permutation(len(groups))
-        tok, max_len = self.unwrapped.tokenizer, self.cfg.max_length
         dl = torch.utils.data.DataLoader([groups[i] for i in order], batch_size=self.cfg.batch_size,
-                                         shuffle=False, collate_fn=lambda b: collate(b, tok, max_len))
+                                         shuffle=False, collate_fn=self.scorer.collate)
         return self.acc.prepare_data_loader(dl)
 
     # --- checkpoints ----------------------------------------------------------------
@@ -214,8 +168,10 @@ class _Loop:
         from rankkit.evaluate import evaluate
 
         model = self.unwrapped
-        run = rerank_run(model, self.data.dev, self.data.dev_run, self.cfg.data.dev_depth,
-                         self.cfg.eval_batch_size, device=str(self.acc.device))
+        known = self.data.dev.query_texts()
+        dev_run = Run({q: self.data.dev_run[q] for q in self.data.dev_run if q in known}, name=self.data.dev_run.name)
+        run = self.scorer.rerank(self.data.dev, dev_run, self.cfg.data.dev_depth, self.cfg.eval_batch_size,
+                                 str(self.acc.device))
         model.train()
         value = evaluate(run, self.data.dev.qrels, self.cfg.select_metric)[self.cfg.select_metric]
         self.history.append({"step": self.step, f"dev_{self.cfg.select_metric}": round(value, 6)})
@@ -224,7 +180,7 @@ class _Loop:
             self.best = value
             model.meta["dev"] = {"step": self.step, self.cfg.select_metric: value}
             model.save(self.ckpt_root / "best")
-            run.to_trec(self.ckpt_root / "best-dev.trec", tag="cross-encoder")
+            run.to_trec(self.ckpt_root / "best-dev.trec", tag=self.scorer.kind)
 
     def should_eval(self, end_of_epoch: bool) -> bool:
         every = self.cfg.eval_every
@@ -239,7 +195,7 @@ class _Loop:
 
         bar = tqdm(total=self.total, initial=self.step, desc="train", unit="step",
                    disable=not self.acc.is_local_main_process)
-        running: list[float] = []
+        running: list[dict[str, float]] = []
         self.model.train()
         while self.step < self.total:
             full = self.loader(self.epoch)
@@ -261,8 +217,10 @@ class _Loop:
                     self.step += 1
                     bar.update(1)
                     if self.step % self.cfg.log_every == 0 or self.step == self.total:
-                        entry = {"step": self.step, "epoch": self.epoch, "loss": round(float(np.mean(running)), 6),
-                                 "lr": self.sched.get_last_lr()[0]}
+                        entry: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
+                        entry.update({k: round(float(np.mean([r[k] for r in running if k in r])), 6)
+                                      for k in dict.fromkeys(k for r in running for k in r)})
+                        entry["lr"] = self.sched.get_last_lr()[0]
                         self.history.append(entry)
                         bar.set_postfix(loss=entry["loss"])
                         running = []
@@ -276,28 +234,37 @@ class _Loop:
                     break
         bar.close()
 
-    def train_batch(self, batch: dict[str, Any]) -> float:
-        """One forward/backward pass (and an optimiser step when gradients sync); returns the loss."""
+    def weights(self, batch: dict[str, Any], labels: torch.Tensor) -> torch.Tensor | None:
+        """Curriculum weights times per-sample weights, shaped for the objective ([G, n] pointwise, else [G])."""
+        weights = None
+        if self.curriculum is not None:
+            weights = self.curriculum.weights(batch["difficulty"].to(self.acc.device), labels, self.step)
+        sample = batch.get("sample_weights")
+        if sample is not None:
+            sample = sample.to(self.acc.device)
+            if not self.objective.pointwise:
+                sample = sample.mean(1)
+            weights = sample if weights is None else weights * sample
+        return weights
+
+    def train_batch(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One forward/backward pass (and an optimiser step when gradients sync); returns the logged values."""
         with self.acc.accumulate(self.model):
-            feats = {k: v.to(self.acc.device) for k, v in batch["features"].items()}
             labels = batch["labels"].to(self.acc.device)
-            scores = self.model(**feats).view(labels.shape)
-            weights = None
-            if self.curriculum is not None:
-                weights = self.curriculum.weights(batch["difficulty"].to(self.acc.device), labels, self.step)
-            loss = self.objective(scores, labels, weights)
-            self.acc.backward(loss)
+            scores, in_batch = self.scorer.forward(self.model, batch, self.acc.device)
+            out = self.objective(scores, labels, self.weights(batch, labels), in_batch=in_batch)
+            self.acc.backward(out.loss)
             if self.acc.sync_gradients:
                 self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad()
-        return float(loss.detach())
+        return {"loss": float(out.loss.detach()), **out.logs}
 
 
 def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, resume: bool = False,
                    data: TrainingData | None = None) -> TrainResult:
-    """Train a cross-encoder reranker as configured; returns where the model was written.
+    """Train the scorer of ``cfg.model.kind`` as configured; returns where the model was written.
 
     ``base_dir`` resolves relative paths of the config (its own folder for a YAML
     file). ``resume`` continues from the newest checkpoint of the same output.
@@ -306,8 +273,10 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
     start = time.perf_counter()
     base = Path(base_dir)
     output = Path(cfg.output) if Path(cfg.output).is_absolute() else base / cfg.output
-    if output.exists() and not resume and not (output / "rankkit_ce.json").is_file():
-        raise ConfigError(f"output {output} exists and is not a rankkit model folder; refusing to overwrite it")
+    kind = scorer_class(cfg.model.kind)
+    if output.exists() and not resume and not (output / kind.config_file).is_file():
+        raise ConfigError(f"output {output} exists and is not a rankkit {cfg.model.kind} folder; "
+                          "refusing to overwrite it")
     seed_everything(cfg.seed)
     if data is None:
         data = load_training_data(cfg, base)
@@ -320,13 +289,14 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
         log.info("checkpoint already at the final step %d", loop.step)
     loop.run()
     best_dir = loop.ckpt_root / "best"
-    model = CrossEncoderModel.load(str(best_dir)) if best_dir.is_dir() else loop.unwrapped
+    model = kind.load(best_dir).model if best_dir.is_dir() else loop.unwrapped
     interp = None
-    if data.dev is not None and cfg.tune_interpolation and (loop.ckpt_root / "best-dev.trec").is_file():
+    if data.dev is not None and cfg.tune_interpolation and kind.supports_interpolation \
+            and (loop.ckpt_root / "best-dev.trec").is_file():
         from rankkit.rerank.interpolate import select_weight
 
-        dev_ce = Run.from_trec(loop.ckpt_root / "best-dev.trec")
-        weight, values = select_weight(data.dev_run.top_k(cfg.data.dev_depth), dev_ce, data.dev.qrels,
+        dev_scores = Run.from_trec(loop.ckpt_root / "best-dev.trec")
+        weight, values = select_weight(data.dev_run.top_k(cfg.data.dev_depth), dev_scores, data.dev.qrels,
                                        cfg.select_metric)
         interp = {"weight": weight, "metric": cfg.select_metric, "dev_values": values,
                   "dev_queries": len(data.dev.queries), "depth": cfg.data.dev_depth}
@@ -334,7 +304,7 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
         log.info("interpolation weight %.1f chosen on %d dev queries (%s %.4f)", weight,
                  len(data.dev.queries), cfg.select_metric, values[weight])
     wall = time.perf_counter() - start
-    model.meta["train"] = {"objective": cfg.objective, "steps": loop.step, "seed": cfg.seed,
+    model.meta["train"] = {"kind": cfg.model.kind, "objective": cfg.objective, "steps": loop.step, "seed": cfg.seed,
                            "curriculum": to_mapping(cfg.curriculum), "lora": to_mapping(cfg.lora)}
     if loop.acc.is_main_process:
         model.save(output)

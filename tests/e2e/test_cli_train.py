@@ -30,9 +30,8 @@ def rk(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def config(tiny_bert: Path, train_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "train.yaml"
     path.write_text(f"""
-model: {tiny_bert}
+model: {{name: {tiny_bert}, max_length: 64}}
 output: models/ce
-max_length: 64
 batch_size: 2
 max_steps: 60
 epochs: 1
@@ -110,6 +109,12 @@ def test_bad_train_configs_fail_with_one_line(config: Path, tmp_path: Path) -> N
     assert bad.returncode == 2 and "unknown key 'rnak' (did you mean 'rank'?)" in bad.stderr
     bad = rk("train", "reranker", "--config", str(tmp_path / "missing.yaml"), check=False)
     assert bad.returncode == 2 and "file not found" in bad.stderr
+    bad = rk("train", "reranker", "--config", str(config), "--set", "model.kind=bi_encoder", "--set", "model.head=cls",
+             check=False)
+    assert bad.returncode == 2 and "model: head does not apply to kind bi_encoder" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = rk("train", "reranker", "--config", str(config), "--set", "objective={name: margin, margn: 1}", check=False)
+    assert bad.returncode == 2 and "unknown key 'margn' (did you mean 'margin'?)" in bad.stderr
 
 
 @pytest.fixture(scope="module")

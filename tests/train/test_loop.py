@@ -1,4 +1,4 @@
-"""Reranker training on a tiny model and a SciFact-train slice: outputs, dev selection, curriculum, errors."""
+"""The training loop on tiny models and a SciFact-train slice: both scorers, dev selection, curricula, errors."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from rankkit.config import from_mapping
 from rankkit.errors import ConfigError
 from rankkit.rerank.ce_model import CrossEncoderModel
 from rankkit.train.config import TrainConfig
-from rankkit.train.trainer import train_reranker
+from rankkit.retrieve.bi_encoder import BiEncoderModel
+from rankkit.train.loop import train_reranker
 
 
 def tiny_config(tiny_bert: Path, folder: Path, output: Path, **extra: Any) -> TrainConfig:
     values: dict[str, Any] = {
-        "model": str(tiny_bert), "output": str(output), "max_length": 64, "batch_size": 2, "max_steps": 6,
+        "model": {"name": str(tiny_bert), "max_length": 64}, "output": str(output), "batch_size": 2, "max_steps": 6,
         "eval_every": 3, "save_every": 2, "log_every": 1, "warmup_steps": 1, "lr": 1e-3,
         "lora": {"rank": 4, "alpha": 8},
         "data": {"dataset": str(folder), "split": "train", "first_stage": str(folder / "run.trec"),
@@ -28,7 +29,7 @@ def tiny_config(tiny_bert: Path, folder: Path, output: Path, **extra: Any) -> Tr
         node = values
         *parents, leaf = key.split(".")
         for p in parents:
-            node = node[p]
+            node = node.setdefault(p, {})
         node[leaf] = value
     return from_mapping(TrainConfig, values, "test")
 
@@ -70,8 +71,8 @@ def test_objectives_with_curricula_train(tiny_bert: Path, train_folder: Path, tm
 
 
 def test_full_fine_tuning_and_hf_head(tiny_bert: Path, train_folder: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(tiny_bert, train_folder, tmp_path / "ce", head="hf", max_steps=2, eval_every=0,
-                      **{"lora": {"enabled": False}})
+    cfg = tiny_config(tiny_bert, train_folder, tmp_path / "ce", max_steps=2, eval_every=0,
+                      **{"model.head": "hf", "lora": {"enabled": False}})
     out = train_reranker(cfg).output
     assert not (out / "adapter").exists() and (out / "config.json").is_file()
     assert CrossEncoderModel.load(str(out)).head == "hf"
@@ -90,3 +91,78 @@ def test_bad_training_configs(tiny_bert: Path, train_folder: Path, tmp_path: Pat
         train_reranker(tiny_config(tiny_bert, train_folder, tmp_path / "occupied"))
     with pytest.raises(ConfigError, match=r"test\.lora: rank must be >= 1"):
         tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"lora.rank": 0})
+
+
+def test_bi_encoder_trains_with_infonce_saves_and_loads_in_the_dense_stage(tiny_bert: Path, train_folder: Path,
+                                                                          tmp_path: Path) -> None:
+    import rankkit
+    from rankkit.retrieve.dense import Dense
+
+    cfg = tiny_config(tiny_bert, train_folder, tmp_path / "bi", objective={"name": "infonce"},
+                      **{"model.kind": "bi_encoder", "model.learn_temperature": True, "eval_every": 3})
+    result = train_reranker(cfg)
+    out = result.output
+    assert (out / "adapter").is_dir() and (out / "rankkit_bi.json").is_file() and not (out / "head.safetensors").exists()
+    card = json.loads((out / "train_card.json").read_text())
+    logged = [h for h in card["history"] if "loss" in h]
+    assert len(logged) == 6 and all("top1" in h and h["candidates"] == 8.0 for h in logged)  # 2 groups x 4 docs
+    assert [h["step"] for h in card["history"] if "dev_ndcg@10" in h] == [3, 6]
+    assert card["interpolation"] is None  # dense scores are not interpolated
+    model = BiEncoderModel.load(str(out))
+    assert model.temperature != pytest.approx(0.05)  # learned
+    ds = rankkit.load_dataset(str(train_folder), "train")
+    # the trained folder works as a FAISS retriever and as a reranker, with the same scores
+    dense = Dense(ds, model=str(out), hits=5, device="cpu", show_progress=False)
+    retrieved = dense(ds.queries[:3])
+    reranked = Dense(ds, model=str(out), rerank="always", device="cpu", show_progress=False)(ds.queries[:3], retrieved)
+    for q in retrieved:
+        assert list(retrieved[q]) == list(reranked[q])
+        np.testing.assert_allclose(list(retrieved[q].values()), list(reranked[q].values()), rtol=1e-5)
+    vec = model.encode(["a query"], device="cpu")
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, rtol=1e-5)
+
+
+def test_bi_encoder_index_cache_is_keyed_by_adapter_content(tiny_bert: Path, train_folder: Path,
+                                                            tmp_path: Path) -> None:
+    import rankkit
+    from rankkit.retrieve.dense import Dense
+
+    ds = rankkit.load_dataset(str(train_folder), "train")
+    keys = []
+    for seed in (1, 2):
+        cfg = tiny_config(tiny_bert, train_folder, tmp_path / f"bi{seed}", max_steps=1, eval_every=0, seed=seed,
+                          objective="infonce", **{"model.kind": "bi_encoder"})
+        keys.append(Dense(ds, model=str(train_reranker(cfg).output), device="cpu").index_key())
+    assert keys[0] != keys[1]
+
+
+def test_kind_specific_options_and_wrong_folders_are_clear_errors(tiny_bert: Path, train_folder: Path,
+                                                                  tmp_path: Path) -> None:
+    import rankkit
+    from rankkit.rerank.cross_encoder import CrossEncoder
+    from rankkit.rerank.setwise import Setwise
+    from rankkit.retrieve.dense import Dense
+    from rankkit.types import Run
+
+    with pytest.raises(ConfigError, match=r"test\.model: head does not apply to kind bi_encoder"):
+        tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"model.kind": "bi_encoder", "model.head": "cls"})
+    with pytest.raises(ConfigError, match=r"test\.model: temperature does not apply to kind cross_encoder"):
+        tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"model.temperature": 0.1})
+    with pytest.raises(ConfigError, match=r"test\.model: kind must be one of cross_encoder, bi_encoder"):
+        tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"model.kind": "colbert"})
+    with pytest.raises(ConfigError, match=r"objective \(infonce\): unknown key 'temp'"):
+        tiny_config(tiny_bert, train_folder, tmp_path / "x", objective={"name": "infonce", "temp": 0.1})
+    ce = train_reranker(tiny_config(tiny_bert, train_folder, tmp_path / "ce", max_steps=1, eval_every=0)).output
+    bi = train_reranker(tiny_config(tiny_bert, train_folder, tmp_path / "bi", max_steps=1, eval_every=0,
+                                    objective="infonce", **{"model.kind": "bi_encoder"})).output
+    ds = rankkit.load_dataset(str(train_folder), "train")
+    run = Run({ds.queries[0].qid: {ds.docs_iter().__next__().docid: 1.0}})
+    with pytest.raises(ConfigError, match="holds a bi-encoder.*load it with the dense stage"):
+        CrossEncoder(ds, model=str(bi), device="cpu")(ds.queries[:1], run)
+    with pytest.raises(ConfigError, match="holds a cross-encoder.*load it with the cross_encoder stage"):
+        Dense(ds, model=str(ce), device="cpu").index_key()
+    with pytest.raises(ConfigError, match="holds a bi-encoder.*load it with the dense stage"):
+        Setwise(ds, adapter=str(bi))
+    # training into the other kind's folder is refused before any work
+    with pytest.raises(ConfigError, match="is not a rankkit bi_encoder folder; refusing to overwrite"):
+        train_reranker(tiny_config(tiny_bert, train_folder, ce, objective="infonce", **{"model.kind": "bi_encoder"}))
