@@ -171,5 +171,5 @@ def test_search_depth_option(tmp_path: Path) -> None:
     assert BM25(index=str(tmp_path), hits=10, search_depth=10).cache_spec() == plain.cache_spec()
     assert BM25(index=str(tmp_path), hits=10, search_depth=100).cache_spec()["depth"] == 100
     assert plain.with_hits(20) is plain  # a wider cutoff changes nothing
-    assert (plain.with_hits(5).config.hits, plain.with_hits(5).config.depth) == (5, 10)
-    assert (plain.with_hits(5).with_hits(2).config.depth) == 10
+    assert (plain.with_hits(5).config.hits, plain.with_hits(5).config.search_depth) == (5, 10)
+    assert (plain.with_hits(5).with_hits(2).config.search_depth) == 10
