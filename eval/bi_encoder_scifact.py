@@ -11,7 +11,7 @@ Reports nDCG@10 and R@100 (means over seeds; per-seed values), a paired Student 
 the seed-averaged per-query values against the untuned model in the same setting, Holm
 correction over the rows of each metric, and the training wall time per seed::
 
-    python eval/bi_encoder_scifact.py --seeds 42 43 44
+    python eval/bi_encoder_scifact.py --seeds 42 43 44          # --reuse: evaluate trained folders again
 
 Writes ``eval/results/bi_encoder_scifact.{json,md}`` (machine, CPU model, versions, date, command).
 """
@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     ap.add_argument("--models", default=str(ROOT / "models"), help="where the trained folders go")
     ap.add_argument("--max-steps", type=int, default=None, help="cap training (smoke runs)")
+    ap.add_argument("--reuse", action="store_true", help="evaluate already trained folders instead of retraining")
     ap.add_argument("--output", default=str(ROOT / "eval" / "results" / "bi_encoder_scifact"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -80,11 +81,14 @@ def main() -> None:
             overrides["max_steps"] = args.max_steps
         cfg, base = load_train_config(CONFIG, overrides)
         cfg.output = str(Path(args.models) / f"bi-scifact-s{seed}")
-        result = train_reranker(cfg, base)
-        runs = _systems(str(result.output), test, bm25)
+        card_file = Path(cfg.output) / "train_card.json"
+        if not (args.reuse and card_file.is_file()):
+            train_reranker(cfg, base)
+        card = json.loads(card_file.read_text())
+        runs = _systems(cfg.output, test, bm25)
         trained[seed] = {"per_query": {k: _per_query(r, test.qrels) for k, r in runs.items()},
-                         "train_seconds": round(result.wall_time_s, 1), "steps": result.steps,
-                         "best_dev_ndcg@10": result.best_metric}
+                         "train_seconds": card["wall_time_s"], "steps": card["steps"],
+                         "best_dev_ndcg@10": card["best_dev"], "machine": card["machine"].get("cpu_model")}
 
     rows: list[dict[str, Any]] = []
     for setting in ("dense", "bm25>>dense"):

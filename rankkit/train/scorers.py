@@ -43,7 +43,7 @@ def group_tensors(batch: Sequence[TrainingGroup]) -> dict[str, torch.Tensor]:
 
 
 class Scorer(abc.ABC):
-    """A trainable scoring model for :class:`rankkit.train.loop.TrainLoop` (see the module docstring)."""
+    """A trainable scoring model for the training loop (:mod:`rankkit.train.loop`; see the module docstring)."""
 
     kind: ClassVar[str] = ""
     config_file: ClassVar[str] = ""
