@@ -46,7 +46,7 @@ def score(model: str, output: Path, queries: int | None, depth: int) -> dict:
     by_query: dict[str, dict[str, float]] = {}
     for (q, d), s in zip(pairs, scores):
         by_query.setdefault(q, {})[d] = float(s)
-    ndcg = rankkit.evaluate(Run(by_query), ds.qrels.restrict(qids), "ndcg@10")
+    ndcg = rankkit.evaluate(Run(by_query), ds.qrels.restrict(qids), "ndcg@10")["ndcg@10"]
     info = {"model": model, "pairs": pairs, "queries": len(qids), "depth": depth, "seconds": round(seconds, 1),
             "ndcg@10": ndcg, "rankkit": str(Path(rankkit.__file__).parent)}
     output.parent.mkdir(parents=True, exist_ok=True)

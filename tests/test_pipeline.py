@@ -232,10 +232,10 @@ def test_yaml_cutoff_is_pushed_down(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("stages:\n  - bm25: {hits: 100}\n  - cutoff: 10\n")
     (stage,) = Pipeline.from_yaml(path, dataset=object()).stages
-    assert isinstance(stage, BM25) and (stage.config.hits, stage.config.depth) == (10, 100)
+    assert isinstance(stage, BM25) and (stage.config.hits, stage.config.search_depth) == (10, 100)
     path.write_text("stages:\n  - bm25: {hits: 5}\n  - cutoff: 10\n")
     (stage,) = Pipeline.from_yaml(path, dataset=object()).stages
-    assert (stage.config.hits, stage.config.depth) == (5, None)
+    assert (stage.config.hits, stage.config.search_depth) == (5, None)
 
 
 def test_dense_keeps_its_cutoff_and_reranks_in_full() -> None:
