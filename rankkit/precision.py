@@ -35,10 +35,15 @@ def load_dtype(precision: str, device: Any) -> Any:
     """The torch dtype to load weights in (``auto``: bf16 on CUDA, fp32 elsewhere)."""
     import torch
 
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision_name(precision, device)]
+
+
+def precision_name(precision: str, device: Any) -> str:
+    """The precision weights are loaded in, by name: ``fp32``, ``bf16`` or ``fp16`` (``auto`` resolved)."""
     check_precision(precision)
     if precision == "auto":
-        return torch.bfloat16 if _is_cuda(device) else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return "bf16" if _is_cuda(device) else "fp32"
+    return precision
 
 
 def autocast_dtype(precision: str, device: Any) -> Any | None:

@@ -5,8 +5,8 @@ ones) shares the same steps, written here once: require an incoming run and a da
 keep the top ``depth`` candidates of each query (in the run's rank order), drop
 queries without text (with a warning), fetch the candidates' texts, and build the
 output :class:`Run` from the scores that the subclass's :meth:`Reranker.score` returns.
-Subclasses implement :meth:`Reranker.score` (and optionally :meth:`Reranker.finish`, e.g.
-interpolation with the first stage). :class:`RerankerOptions` is the one options
+Subclasses implement :meth:`Reranker.score` (and optionally :meth:`Reranker.rescore`, e.g.
+to cache scores, and :meth:`Reranker.finish`, e.g. interpolation with the first stage). :class:`RerankerOptions` is the one options
 dataclass for depth, batch size, device, precision, progress, cache and name; each
 stage's config extends it.
 """
@@ -115,10 +115,14 @@ class Reranker(Stage):
         found = self.dataset.docs(docids)
         return {d: found[d].contents for d in docids}
 
+    def rescore(self, top: Run, texts: dict[str, str]) -> Run:
+        """New scores for the candidates ``top`` (through :meth:`score`; a subclass may cache them)."""
+        ranked = {qid: [d for d, _ in top.ranked(qid)] for qid in top}
+        return Run(self.score(texts, ranked), name=self.name)
+
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         top, texts = self.candidates(queries, run)
-        ranked = {qid: [d for d, _ in top.ranked(qid)] for qid in top}
-        return self.finish(top, Run(self.score(texts, ranked), name=self.name))
+        return self.finish(top, self.rescore(top, texts))
 
     def cache_spec(self) -> dict[str, Any] | None:
         return None

@@ -99,24 +99,21 @@ class CrossEncoder(Reranker):
                               "training, and this model has none; give a number instead")
         return float(tuned)
 
-    def transform(self, queries: list, run: Run | None) -> Run:  # type: ignore[type-arg]
+    def rescore(self, top: Run, texts: dict[str, str]) -> Run:
         # Whole outputs are not cached: the raw CE scores are, so runs that differ only in
         # ``interpolate`` share one scoring pass.
-        top, texts = self.candidates(queries, run)
-        cache = spec = None
-        if self.cache_dir is not None:
-            cfg = self.config
-            cache = RunCache(self.cache_dir, "cross-encoder")
-            spec = {"model": model_identity(resolve_model(cfg.model)), "base": cfg.base, "max_length": cfg.max_length,
-                    "precision": cfg.precision, "run": top.fingerprint(), "queries": sorted(texts.items())}
-            cached = cache.load(spec, self.name)
-            if cached is not None:
-                return self.finish(top, cached)
-        ranked = {qid: [d for d, _ in top.ranked(qid)] for qid in top}
-        reranked = Run(self.score(texts, ranked), name=self.name)
-        if cache is not None and spec is not None:
-            cache.save(spec, reranked, tag="cross-encoder")
-        return self.finish(top, reranked)
+        if self.cache_dir is None:
+            return super().rescore(top, texts)
+        cfg = self.config
+        cache = RunCache(self.cache_dir, "cross-encoder")
+        spec = {"model": model_identity(resolve_model(cfg.model)), "base": cfg.base, "max_length": cfg.max_length,
+                "precision": cfg.precision, "run": top.fingerprint(), "queries": sorted(texts.items())}
+        cached = cache.load(spec, self.name)
+        if cached is not None:
+            return cached
+        reranked = super().rescore(top, texts)
+        cache.save(spec, reranked, tag="cross-encoder")
+        return reranked
 
     def score(self, queries: dict[str, str], candidates: dict[str, list[str]]) -> dict[str, dict[str, float]]:
         docs = self.doc_texts(list(dict.fromkeys(d for ds in candidates.values() for d in ds)))

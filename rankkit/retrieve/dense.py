@@ -78,7 +78,7 @@ class Encoder:
         bi_encoder: BiEncoderModel | None = None,
     ) -> None:
         from rankkit.hf_encoder import check_kind
-        from rankkit.precision import check_precision, load_dtype
+        from rankkit.precision import load_dtype, precision_name
         from rankkit.retrieve.bi_encoder import CONFIG_FILE, BiEncoderModel
 
         self.model_path = resolve_model(model)
@@ -89,8 +89,8 @@ class Encoder:
         self.doc_prefix = doc_prefix
         self.show_progress = bool(show_progress)
         self._max_length = int(max_length)
-        dtype = load_dtype(check_precision(precision), self.device)
-        self.precision = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[str(dtype)]
+        self.precision = precision_name(precision, self.device)
+        dtype = load_dtype(precision, self.device)
         self.bi_encoder = bi_encoder
         self.model: Any = None
         if bi_encoder is None and Path(self.model_path).is_dir():
@@ -230,10 +230,9 @@ class Dense(Reranker):
     def _precision(self) -> str:
         if self._encoder is not None:
             return self._encoder.precision
-        from rankkit.precision import load_dtype
+        from rankkit.precision import precision_name
 
-        dtype = str(load_dtype(self.config.precision, resolve_device(self.config.device)))
-        return {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}[dtype]
+        return precision_name(self.config.precision, resolve_device(self.config.device))
 
     def index_key(self) -> str:
         """SHA-256 key of the corpus index: corpus, model, and every option that changes doc vectors."""
