@@ -51,7 +51,7 @@ def _local_beir(dataset_id: str) -> tuple[Path, str] | None:
 
 
 def load_dataset(
-    id_or_path: PathLike,
+    id_or_path: PathLike | None = None,
     split: str | None = None,
     *,
     queries: PathLike | None = None,
@@ -61,7 +61,9 @@ def load_dataset(
     """Load a dataset from an ir_datasets id, a BEIR folder or TREC files.
 
     - With any of ``queries``/``qrels``/``corpus``: loose files (:func:`load_trec_files`).
-      If ``queries`` is not given, ``id_or_path`` is the queries file; otherwise
+      ``load_dataset(queries="topics.tsv", qrels="qrels.txt", corpus="docs.jsonl")``
+      needs no positional argument (the dataset is named after the queries file). If
+      ``queries`` is not given, ``id_or_path`` is the queries file; otherwise
       ``id_or_path`` is a folder that relative file names are resolved against, or
       just the dataset's name.
     - A folder holding ``corpus.jsonl``: a BEIR folder, split ``split`` (default ``"test"``).
@@ -69,11 +71,21 @@ def load_dataset(
       "test")`` is ``beir/scifact/test``). ``beir/<name>/<split>`` ids unknown to
       ir_datasets load from ``RANKKIT_DATA_DIR/beir/<name>/`` when present.
 
-    Raises :class:`DatasetError` for an unknown id or path, :class:`FormatError` for bad files.
+    Raises :class:`DatasetError` for an unknown id or path (or no source at all),
+    :class:`FormatError` for bad files.
     """
+    loose = queries is not None or qrels is not None or corpus is not None
+    if id_or_path is None:
+        if queries is None:
+            what = "qrels=/corpus= files also need queries=" if loose else "nothing to load"
+            raise DatasetError(
+                f"load_dataset: {what}; pass an ir_datasets id, a BEIR folder, or queries= "
+                "(with optional qrels= and corpus=) files"
+            )
+        return load_trec_files(queries, qrels, corpus)
     target = os.fspath(id_or_path)
     path = Path(target).expanduser()
-    if queries is not None or qrels is not None or corpus is not None:
+    if loose:
         if queries is None:
             return load_trec_files(path, qrels, corpus)
         base = path if path.is_dir() else None

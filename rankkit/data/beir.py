@@ -4,6 +4,10 @@ This is the layout of the official BEIR zips (Thakur et al., 2021). As in BEIR, 
 split keeps only the queries judged in that split's qrels. The corpus is streamed
 from ``corpus.jsonl`` on every pass and only held in memory if documents are looked
 up by id.
+
+Reading is strict (see ``docs/file-formats.md``): ids must be JSON strings or integers
+that a TREC run can carry, texts must be strings, and a query id, document id or
+judgement that appears twice is an error.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rankkit import trec
-from rankkit.data._io import check_qrels_queries, get_field, iter_jsonl
+from rankkit.data._io import (
+    check_qrels_queries,
+    first_content_line,
+    get_id,
+    get_text,
+    iter_jsonl,
+    json_document,
+    unique_docs,
+)
 from rankkit.data.dataset import Dataset
 from rankkit.errors import DatasetError, FormatError
 from rankkit.types import Document, Qrels, Query
@@ -38,22 +50,24 @@ def beir_splits(path: str | os.PathLike[str]) -> list[str]:
 def iter_beir_corpus(path: str | os.PathLike[str]) -> Iterator[Document]:
     """Stream the documents of a BEIR ``corpus.jsonl`` (``_id``, optional ``title``, ``text``).
 
-    A malformed line or a missing ``_id``/``text`` key raises :class:`FormatError`
-    with the file and line.
+    A malformed line, a missing ``_id``/``text`` key, a value of the wrong type, an id
+    TREC cannot carry, or an ``_id`` that appears twice (checked when the stream ends)
+    raises :class:`FormatError` with the file and line.
     """
     path = Path(path)
+    return unique_docs(_corpus(path), path, lambda: _corpus(path))
+
+
+def _corpus(path: Path) -> Iterator[tuple[int, Document]]:
     for lineno, obj in iter_jsonl(path):
-        docid = get_field(obj, ["_id"], path, lineno)
-        text = get_field(obj, ["text"], path, lineno)
-        title = obj.get("title") or ""
-        yield Document(docid, text, title if isinstance(title, str) else str(title))
+        yield lineno, json_document(obj, path, lineno)
 
 
 def _read_queries(path: Path) -> dict[str, tuple[str, int]]:
     queries: dict[str, tuple[str, int]] = {}
     for lineno, obj in iter_jsonl(path):
-        qid = get_field(obj, ["_id"], path, lineno)
-        text = get_field(obj, ["text"], path, lineno)
+        qid = get_id(obj, ["_id"], path, lineno, "query id")
+        text = get_text(obj, ["text"], path, lineno)
         if qid in queries:
             raise FormatError(f"query {qid!r} appears twice (first on line {queries[qid][1]})", path, lineno)
         queries[qid] = (text, lineno)
@@ -67,7 +81,8 @@ def load_beir_folder(path: str | os.PathLike[str], split: str = "test") -> Datas
     order. Raises :class:`DatasetError` for a missing folder or file (naming the path)
     or an unknown split (listing the available ones), and :class:`FormatError` with
     file and line for malformed JSON, a missing ``_id``/``text`` key, an empty query
-    text, or qrels that judge a query absent from ``queries.jsonl``.
+    text, a query id or judgement given twice, an empty qrels or corpus file, or qrels
+    that judge a query absent from ``queries.jsonl``.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -87,6 +102,10 @@ def load_beir_folder(path: str | os.PathLike[str], split: str = "test") -> Datas
         )
 
     qrels = trec.read_qrels(qrels_path)
+    if not qrels:
+        raise FormatError("no judgements found (the qrels file is empty)", qrels_path)
+    if not first_content_line(corpus):
+        raise FormatError("no documents found (the corpus file is empty)", corpus)
     all_queries = _read_queries(queries_path)
     check_qrels_queries(qrels, all_queries, qrels_path)
     queries: list[Query] = []

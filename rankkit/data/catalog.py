@@ -18,6 +18,7 @@ from typing import Any
 from rankkit import settings, trec
 from rankkit.data.irds import ir_datasets_module
 from rankkit.data.prime import local_sources
+from rankkit.errors import RankkitError
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,12 @@ def available_datasets() -> list[dict[str, Any]]:
         for dataset_id in src.ids():
             entry = {"id": dataset_id, "source": "data dir", "path": str(src.path), **_counts(dataset_id, irds)}
             if entry["queries"] is None and src.splits:
-                qrels = trec.read_qrels(src.path / "qrels" / f"{dataset_id.rsplit('/', 1)[1]}.tsv")
-                entry.update(queries=len(qrels), qrels=sum(len(d) for d in qrels.values()))
+                try:
+                    qrels = trec.read_qrels(src.path / "qrels" / f"{dataset_id.rsplit('/', 1)[1]}.tsv")
+                except RankkitError as exc:  # listed without counts; loading it will raise the same error
+                    logger.warning("cannot count %s: %s", dataset_id, exc)
+                else:
+                    entry.update(queries=len(qrels), qrels=sum(len(d) for d in qrels.values()))
             entries[dataset_id] = entry
     home = settings.ir_datasets_home()
     for dataset_id in cached_ids():

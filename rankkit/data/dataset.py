@@ -59,12 +59,17 @@ class Dataset:
         return self._docs_count
 
     def docs(self, docids: Sequence[str]) -> dict[str, Document]:
-        """Look documents up by id; an unknown id raises :class:`DatasetError`."""
+        """Look documents up by id; an unknown id (or a corpus repeating one) raises :class:`DatasetError`."""
         if self._lookup is not None:
             found = dict(self._lookup(docids))
         else:
             if self._store is None:
-                self._store = {d.docid: d for d in self.docs_iter()}
+                store: dict[str, Document] = {}
+                for d in self.docs_iter():
+                    if d.docid in store:
+                        raise DatasetError(f"dataset {self.name!r} has document id {d.docid!r} twice")
+                    store[d.docid] = d
+                self._store = store
             found = {d: self._store[d] for d in docids if d in self._store}
         missing = [d for d in docids if d not in found]
         if missing:
@@ -76,15 +81,19 @@ class Dataset:
         return {q.qid: q.text for q in self.queries}
 
     def fingerprint(self) -> str:
-        """SHA-256 over every (docid, title, text) in corpus order; keys on-disk caches."""
+        """SHA-256 over every (docid, title, text) in corpus order; keys on-disk caches.
+
+        Strings are hashed as UTF-8 (lone surrogates, which rankkit's readers refuse but
+        other sources may carry, are passed through rather than crashing).
+        """
         if self._fingerprint is None:
             h = hashlib.sha256()
             for doc in self.docs_iter():
-                h.update(doc.docid.encode())
+                h.update(doc.docid.encode("utf-8", "surrogatepass"))
                 h.update(b"\x1f")
-                h.update(doc.title.encode())
+                h.update(doc.title.encode("utf-8", "surrogatepass"))
                 h.update(b"\x1f")
-                h.update(doc.text.encode())
+                h.update(doc.text.encode("utf-8", "surrogatepass"))
                 h.update(b"\x1e")
             self._fingerprint = h.hexdigest()
         return self._fingerprint

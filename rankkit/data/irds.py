@@ -145,7 +145,8 @@ def load_irds(dataset_id: str) -> Dataset:
     ir_datasets, and lookups by id go through its docstore. Raises
     :class:`DatasetError` for an unknown id (with close matches) or a collection that
     is neither primed nor downloadable, and :class:`FormatError` for an empty query
-    text or qrels that judge queries the dataset does not have.
+    text, a query id or (qid, docid) judgement given twice, or qrels that judge queries
+    the dataset does not have.
     """
     irds = ir_datasets_module()
     try:
@@ -160,13 +161,22 @@ def load_irds(dataset_id: str) -> Dataset:
         return as_queries(((str(q.query_id), _query_text(q)) for q in ds.queries_iter()), source=dataset_id)
 
     queries = _guard(dataset_id, read_queries)
+    seen: set[str] = set()
+    for query in queries:
+        if query.qid in seen:
+            raise FormatError(f"query {query.qid!r} appears twice", dataset_id)
+        seen.add(query.qid)
     qrels = Qrels()
     if ds.has_qrels():
         raw: dict[str, dict[str, int]] = {}
 
         def read() -> None:
             for qrel in ds.qrels_iter():
-                raw.setdefault(str(qrel.query_id), {})[str(qrel.doc_id)] = int(qrel.relevance)
+                docs = raw.setdefault(str(qrel.query_id), {})
+                docid = str(qrel.doc_id)
+                if docid in docs:
+                    raise FormatError(f"query {str(qrel.query_id)!r} judges docid {docid!r} twice", dataset_id)
+                docs[docid] = int(qrel.relevance)
 
         _guard(dataset_id, read)
         qrels = Qrels(raw)
