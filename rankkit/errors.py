@@ -34,6 +34,14 @@ class ConfigError(RankkitError, ValueError):
     """A configuration (YAML file or keyword arguments) has an unknown or invalid key."""
 
 
+class EvaluationError(ConfigError):
+    """Inputs that cannot be evaluated: empty qrels, a run with no result for any judged query, an unknown metric.
+
+    A :class:`ConfigError` (and so a ``ValueError``), so handlers written for the
+    earlier empty-qrels error keep working. The message names the run, the counts or the metric.
+    """
+
+
 class DatasetError(RankkitError, KeyError):
     """A dataset id or path cannot be resolved, or its content is inconsistent."""
 

@@ -1,12 +1,35 @@
-"""Evaluation on ranx: metrics, paired significance tests with correction, tables.
+"""Evaluation on ranx: metrics, paired significance tests with correction, fusion, tables.
 
 Conventions (stated once, applied everywhere): metrics are averaged over the queries
-of the qrels; a judged query missing from a run scores 0 and run queries without
-judgements are ignored (trec_eval ``-c``). Metric names are ranx's (``ndcg@10``,
-``recall@100``, ``mrr@10``, ``map@1000``, ``precision@5`` ...). Significance tests
-are ranx's paired tests (``student`` t-test, ``fisher`` randomisation, ``tukey``
-HSD), each run against a baseline, with Holm or Bonferroni correction over the
-family of comparisons of one metric.
+of the qrels; a judged query missing from a run (or present with no results) scores 0
+and run queries without judgements are ignored (trec_eval ``-c``), so a partially
+judged run is evaluated on its judged queries only. Metric names are ranx's
+(``ndcg@10``, ``recall@100``, ``mrr@10``, ``map@1000``, ``precision@5`` ...).
+Significance tests are ranx's paired tests (``student`` t-test, ``fisher``
+randomisation, ``tukey`` HSD), each run against a baseline, with Holm or Bonferroni
+correction over the family of comparisons of one metric.
+
+Errors (:class:`~rankkit.errors.EvaluationError`, a ``ConfigError``/``ValueError``):
+empty qrels; a run with no result for any judged query (an empty run, or one whose
+qids do not match the qrels', e.g. ``1`` vs ``q1``) - rankkit raises rather than
+return zeros, since such a run is almost always a mistake; an unknown metric name;
+no metric at all.
+
+Ids: ranx (numba) compiles its kernels for a fixed-width unicode type as wide as the
+longest docid, so one very long docid made evaluation slow, memory hungry or crash.
+rankkit therefore hands ranx compact keys, never ids: zero-padded decimal strings of
+one fixed width (:data:`KEY_WIDTH` digits; wider only past ``10**KEY_WIDTH`` ids),
+shared by the qrels and every run of one call, and every id-keyed output (per-query
+values, fused runs) is mapped back. Query keys are numbered in sorted qid order, so the
+query order ranx sorts by (and with it the float summation order of the means and the
+pairing of significance tests) is unchanged; the metrics are bit-identical to ranx on
+the original ids, and the fixed width means one compiled kernel serves every collection.
+
+Ties: ranx ranks a query's documents by score with an unstable sort over the run's
+insertion order (sorting again in ``make_comparable``); docid strings play no part, so
+document keys are simply numbered as first seen and the tie order is kept. For tied
+scores this order can differ from trec_eval's (docid descending), which
+:meth:`rankkit.types.Run.ranked` follows.
 """
 
 from __future__ import annotations
@@ -14,11 +37,11 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rankkit.errors import ConfigError
+from rankkit.errors import ConfigError, EvaluationError
 from rankkit.types import Qrels, Run
 
 log = logging.getLogger(__name__)
@@ -27,43 +50,191 @@ warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
 
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 CORRECTIONS = ("holm", "bonferroni", "none")
+#: digits of the compact keys rankkit hands ranx instead of ids (one numba specialisation up to 10**8 ids)
+KEY_WIDTH = 8
+_RANX_METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "dcg", "dcg_burges",
+                 "ndcg", "ndcg_burges", "bpref", "rbp")
 
 
-def _comparable(run: Run, qrels: Qrels) -> Run:
-    """Restrict a run to judged queries and add empty results for judged queries it lacks."""
-    data = {q: dict(run[q]) if q in run else {} for q in qrels}
-    return Run(data, name=run.name)
+class _Keys:
+    """Compact fixed-width string keys for a set of ids, and the way back.
+
+    With ``ordered`` the keys are numbered in sorted id order (key order == id order);
+    otherwise in first-seen order, which avoids sorting (costly for long ids sharing a
+    long prefix) where ranx never looks at the order of the strings.
+    """
+
+    __slots__ = ("key", "id")
+
+    def __init__(self, ids: Iterable[str], ordered: bool) -> None:
+        unique = sorted(set(ids)) if ordered else list(dict.fromkeys(ids))
+        width = max(KEY_WIDTH, len(str(len(unique) - 1)))
+        self.key: dict[str, str] = {i: f"{n:0{width}d}" for n, i in enumerate(unique)}
+        self.id: dict[str, str] = {k: i for i, k in self.key.items()}
 
 
-def _ranx_pair(run: Run, qrels: Qrels) -> tuple[Any, Any]:
-    import ranx
+class _Compact:
+    """Query and document keys shared by the qrels and runs of one ranx call.
 
-    if not len(qrels):
-        raise ConfigError("qrels are empty: nothing to evaluate against")
-    rq = qrels.to_ranx()
-    rr = ranx.Run.from_dict(_comparable(run, qrels).to_dict())
-    rr.name = run.name
-    return rq, rr
+    Query keys follow the qids' sorted order: ranx sorts queries by key, and that order
+    fixes the summation order of the means and the pairing in significance tests.
+    Document keys are numbered as first seen: ranx orders a query's documents by score
+    and insertion position only (ties included), never by docid.
+    """
+
+    def __init__(self, qids: Iterable[str], docids: Iterable[str]) -> None:
+        self.q = _Keys(qids, ordered=True)
+        self.d = _Keys(docids, ordered=False)
+
+    @classmethod
+    def for_evaluation(cls, qrels: Qrels, runs: Sequence[Run]) -> _Compact:
+        """Keys for the judged queries and every docid of the qrels and of the runs' judged queries."""
+
+        def docids() -> Iterator[str]:
+            for docs in qrels.values():
+                yield from docs
+            for run in runs:
+                for q in qrels:
+                    if q in run:
+                        yield from run[q]
+
+        return cls(qrels, docids())
+
+    def qrels(self, qrels: Qrels) -> Any:
+        """A ranx.Qrels over keys; negative grades become 0, as :meth:`Qrels.to_ranx`."""
+        import ranx
+
+        qk, dk = self.q.key, self.d.key
+        return ranx.Qrels.from_dict({qk[q]: {dk[d]: max(g, 0) for d, g in docs.items()} for q, docs in qrels.items()})
+
+    def run(self, run: Run, qids: Iterable[str], name: str | None = None) -> Any:
+        """A ranx.Run over keys for ``qids`` (empty results where ``run`` lacks one), insertion order kept."""
+        import ranx
+
+        qk, dk = self.q.key, self.d.key
+        data = {qk[q]: {dk[d]: s for d, s in run[q].items()} if q in run else {} for q in qids}
+        rr = ranx.Run.from_dict(data)
+        rr.name = run.name if name is None else name
+        return rr
+
+    def run_back(self, rr: Any, name: str) -> Run:
+        """A rankkit :class:`Run` with the original ids from a ranx.Run over keys."""
+        qi, di = self.q.id, self.d.id
+        return Run({qi[q]: {di[d]: s for d, s in docs.items()} for q, docs in rr.to_dict().items()}, name=name)
+
+    def qids_back(self, keys: Iterable[str]) -> list[str]:
+        """Original qids of query keys."""
+        return [self.q.id[k] for k in keys]
+
+
+def _metric_list(metrics: Sequence[str] | str) -> list[str]:
+    """The metrics as a list, each checked against ranx's parser; unknown names raise :class:`EvaluationError`."""
+    out = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not out:
+        raise EvaluationError("no metric given: name at least one, e.g. ndcg@10")
+    try:
+        from ranx.meta.evaluate import extract_metric_and_params
+        from ranx.metrics import metric_switch
+    except ImportError:  # another ranx layout: let ranx report bad names itself
+        return out
+    for metric in out:
+        try:
+            name, k, _ = extract_metric_and_params(metric)
+            metric_switch(name)
+            ok = k >= 0
+        except (ValueError, IndexError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            raise EvaluationError(
+                f"unknown metric {metric!r}: use ranx's names with an optional @cutoff (e.g. ndcg@10, recall@100, "
+                f"mrr@10, map@1000, precision@5); supported: {', '.join(_RANX_METRICS)}")
+    return out
+
+
+def _check_qrels(qrels: Qrels) -> None:
+    if not len(qrels) or not qrels.num_judgements:
+        raise EvaluationError(f"qrels are empty ({len(qrels)} queries, {qrels.num_judgements} judgements): "
+                              "nothing to evaluate against")
+
+
+def _check_run(run: Run, qrels: Qrels) -> None:
+    """Raise :class:`EvaluationError` when ``run`` has no result for any judged query (counts and sample qids)."""
+    if any(len(run[q]) for q in qrels if q in run):
+        return
+    results = sum(len(docs) for docs in run.values())
+    shared = sum(1 for q in run if q in qrels)
+    what = "is empty" if not results else "has no result for any judged query"
+    message = (f"run {run.name!r} {what}: it has {len(run)} queries and {results} results, the qrels judge "
+               f"{len(qrels)} queries, {shared} queries in common")
+    if results and not shared:
+        message += (f" (run qids e.g. {', '.join(_show(q) for q in list(run)[:3])}; "
+                    f"qrels qids e.g. {', '.join(_show(q) for q in list(qrels)[:3])})")
+    raise EvaluationError(message)
+
+
+def _show(qid: str, limit: int = 30) -> str:
+    """An id for a message: quoted, cut after ``limit`` characters with its length shown."""
+    return repr(qid) if len(qid) <= limit else f"{qid[:limit]!r}... ({len(qid)} chars)"
 
 
 def evaluate(
     run: Run, qrels: Qrels, metrics: Sequence[str] | str = DEFAULT_METRICS, per_query: bool = False
 ) -> dict[str, float] | dict[str, dict[str, float]]:
-    """Mean metric values of ``run`` against ``qrels`` (or ``{metric: {qid: value}}`` with ``per_query``)."""
+    """Mean metric values of ``run`` against ``qrels`` (or ``{metric: {qid: value}}`` with ``per_query``).
+
+    Averages over the judged queries (a judged query the run lacks scores 0; unjudged
+    run queries are ignored). Raises :class:`~rankkit.errors.EvaluationError` for empty
+    qrels, a run with no result for any judged query, or an unknown metric.
+    """
     import ranx
 
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    rq, rr = _ranx_pair(run, qrels)
+    metrics = _metric_list(metrics)
+    _check_qrels(qrels)
+    _check_run(run, qrels)
+    keys = _Compact.for_evaluation(qrels, [run])
+    rq, rr = keys.qrels(qrels), keys.run(run, qrels)
     if per_query:
         scores = ranx.evaluate(rq, rr, metrics, return_mean=False, make_comparable=True)
         if len(metrics) == 1:
             scores = {metrics[0]: scores}
-        qids = list(rq.keys())
+        qids = keys.qids_back(rq.keys())
         return {m: {q: float(v) for q, v in zip(qids, scores[m], strict=True)} for m in metrics}
     values = ranx.evaluate(rq, rr, metrics, make_comparable=True)
     if len(metrics) == 1:
         values = {metrics[0]: values}
     return {m: float(values[m]) for m in metrics}
+
+
+def fuse_runs(
+    runs: Sequence[Run],
+    method: str = "rrf",
+    norm: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Run:
+    """Fuse runs with :func:`ranx.fuse` over compact keys; the fused run carries the inputs' ids.
+
+    ``method`` (``rrf``, ``sum``, ``mnz``, ``wsum`` ...), ``norm`` (``None``: none,
+    ``min-max``, ``zmuv`` ...) and ``params`` (e.g. ``{"k": 60}``, ``{"weights": [...]}``)
+    go to ranx unchanged. The runs must cover the same queries (ranx's rule); an input
+    without any result raises :class:`~rankkit.errors.EvaluationError`.
+    """
+    import ranx
+
+    runs = list(runs)
+    if len(runs) < 2:
+        raise ConfigError(f"fusion needs at least two runs, got {len(runs)}")
+    for i, run in enumerate(runs):
+        if not any(len(docs) for docs in run.values()):
+            raise EvaluationError(f"fusion input {i} (run {run.name!r}) has no results")
+        if set(run) != set(runs[0]):
+            extra = sorted(set(run) ^ set(runs[0]))
+            raise EvaluationError(f"fusion inputs 0 ({runs[0].name!r}) and {i} ({run.name!r}) cover different "
+                                  f"queries, e.g. {', '.join(_show(q) for q in extra[:3])} ({len(extra)} differ)")
+    keys = _Compact(runs[0], (d for run in runs for docs in run.values() for d in docs))
+    ranx_runs = [keys.run(run, run, name=f"in{i}") for i, run in enumerate(runs)]
+    fused = ranx.fuse(runs=ranx_runs, norm=norm, method=method, params=dict(params) if params else None)
+    return keys.run_back(fused, name or f"{method}({', '.join(r.name for r in runs)})")
 
 
 def _adjust(p_values: list[float], method: str) -> list[float]:
@@ -150,14 +321,14 @@ def compare(
 
     ``stat_test`` is one of ranx's ``student``, ``fisher`` or ``tukey``; ``correction``
     is ``holm``, ``bonferroni`` or ``none`` and is applied per metric across the
-    comparisons with the baseline. Run names must be unique.
+    comparisons with the baseline. Run names must be unique. Queries are those of the
+    qrels, as in :func:`evaluate`, whose errors apply to every run.
     """
     import ranx
 
     if isinstance(runs, Mapping):
         runs = [r.with_name(n) for n, r in runs.items()]
     runs = list(runs)
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"run names must be unique for compare(), got {names}")
@@ -171,15 +342,16 @@ def compare(
     if stat_test not in ("student", "fisher", "tukey"):
         raise ConfigError(f"unknown stat_test {stat_test!r}; choose student, fisher or tukey")
 
-    rq = qrels.to_ranx()
-    ranx_runs = []
+    metrics = _metric_list(metrics)
+    _check_qrels(qrels)
     for r in runs:
-        rr = ranx.Run.from_dict(_comparable(r, qrels).to_dict())
-        rr.name = r.name
-        ranx_runs.append(rr)
+        _check_run(r, qrels)
+    keys = _Compact.for_evaluation(qrels, runs)
+    rq = keys.qrels(qrels)
+    ranx_runs = [keys.run(r, qrels) for r in runs]
     report = ranx.compare(rq, ranx_runs, metrics, stat_test=stat_test, n_permutations=n_permutations,
                           max_p=alpha, random_seed=seed, make_comparable=True)
-    qids = list(rq.keys())
+    qids = keys.qids_back(rq.keys())
     per_query = {}
     for rr in ranx_runs:
         scores = ranx.evaluate(rq, rr, metrics, return_mean=False, make_comparable=True)
