@@ -31,14 +31,18 @@ T = TypeVar("T")
 
 
 def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
+    """``--set key=value`` items as ``{dotted key: value}``; each value is read as YAML (with its bounds)."""
+    from rankkit.yaml_io import parse_yaml
 
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="--set")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise click.BadParameter(f"expected a (dotted) key before '=', got {item!r}", param_hint="--set")
+        out[key] = parse_yaml(value, f"--set {key}")
     return out
 
 
@@ -84,16 +88,17 @@ def load_training_config(cls: type[T], config_path: str, output: str | None, see
     """Read a training YAML into ``cls`` with the ``--set``/``--seed``/``--output`` overrides applied.
 
     Returns (config, the YAML's folder); errors are :class:`ConfigError` naming the file and key.
+    Every value is validated here, before any dataset, index or model is touched (the
+    config modules do not even import torch), so a bad value fails within a second or two.
     """
     from rankkit.train.config import load_config
 
     overrides = _parse_sets(sets)
     if seed is not None:
         overrides["seed"] = seed
-    cfg, base = load_config(cls, config_path, overrides)
     if output:
-        cfg.output = str(Path(output).resolve())  # type: ignore[attr-defined]
-    return cfg, base
+        overrides["output"] = str(Path(output).resolve())
+    return load_config(cls, config_path, overrides)
 
 
 def _echo_result(label: str, result: Any) -> None:

@@ -9,35 +9,51 @@ gradient clipping at 1.0.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from rankkit.config import from_mapping, load_yaml
+from pydantic import Field
+
+from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                            Precision, Seed, apply_overrides, from_mapping, validate_fields)
+from rankkit.errors import ConfigError
 from rankkit.models import MINILM_ID
 from rankkit.precision import check_precision
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
 from rankkit.train.objectives import objective_spec
+from rankkit.yaml_io import load_yaml
 
 T = TypeVar("T")
+
+_NUMBER = re.compile(r"^\s*[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 @dataclass
 class LoraSettings:
-    """LoRA adapter settings (peft); ``enabled: false`` means full fine-tuning."""
+    """LoRA adapter settings (peft); ``enabled: false`` means full fine-tuning.
+
+    ``rank`` >= 1, ``alpha`` > 0, ``dropout`` in [0, 1), ``target_modules`` a non-empty
+    list of module names. ``lora: false`` (or ``true``) is short for ``lora: {enabled: false}``.
+    """
 
     enabled: bool = True
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    rank: PositiveInt = 16
+    alpha: PositiveFloat = 32.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: Annotated[list[NonEmptyStr], Field(min_length=1)] = field(
+        default_factory=lambda: ["query", "key", "value", "dense"])
+
+    __config_shorthand__ = "enabled"
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        validate_fields(self, "lora")
+
+
+Dev = Annotated[Annotated[float, Field(gt=0, lt=1)] | PositiveInt | NonEmptyStr | None,
+                Field(description="a fraction in (0, 1), a query count >= 1, a dataset id or path, or null")]
 
 
 @dataclass
@@ -47,26 +63,34 @@ class DataSettings:
     ``dataset`` is an ir_datasets id or a BEIR folder (``split`` picks the folder's
     split). Loose TREC/JSONL files instead: ``queries``, ``corpus`` and ``qrels`` (then
     ``dataset`` is only a name). ``first_stage`` is a pipeline YAML or a TREC run file (relative paths resolve
-    against the config file). ``dev`` is a fraction or count of training queries held
+    against the config file). ``dev`` is a fraction in (0, 1) or a count (>= 1) of training queries held
     out for model selection and the interpolation weight, a dataset id/path of a
     separate dev split, or null (no dev evaluation). ``dev_depth`` candidates per dev
     query are reranked.
     """
 
-    dataset: str = "beir/scifact/train"
-    split: str | None = None
-    queries: str | None = None
-    corpus: str | None = None
-    qrels: str | None = None
-    first_stage: str = "bm25.yaml"
-    dev: float | int | str | None = 0.1
-    dev_first_stage: str | None = None
-    dev_depth: int = 100
+    dataset: NonEmptyStr = "beir/scifact/train"
+    split: NonEmptyStr | None = None
+    queries: NonEmptyStr | None = None
+    corpus: NonEmptyStr | None = None
+    qrels: NonEmptyStr | None = None
+    first_stage: NonEmptyStr = "bm25.yaml"
+    dev: Dev = 0.1
+    dev_first_stage: NonEmptyStr | None = None
+    dev_depth: PositiveInt = 100
     groups: GroupConfig = field(default_factory=GroupConfig)
 
+    def __post_init__(self) -> None:
+        validate_fields(self, "data")
+        if isinstance(self.dev, str) and _NUMBER.match(self.dev):
+            raise ValueError(f"dev {self.dev!r} is a string, not a number (YAML reads 1e-1 as text: write 0.1 "
+                             "or 1.0e-1), and no dataset is named like a number")
 
-KINDS = ("cross_encoder", "bi_encoder")
-POOLINGS = ("mean", "cls")
+
+Kind = Literal["cross_encoder", "bi_encoder"]
+KINDS = get_args(Kind)
+Pooling = Literal["mean", "cls"]
+POOLINGS = get_args(Pooling)
 
 
 @dataclass
@@ -76,29 +100,29 @@ class ModelSettings:
     ``kind`` is ``cross_encoder`` (query and document read together, one score per pair) or
     ``bi_encoder`` (shared-weight query and document towers, score = similarity of the
     embeddings). ``name`` is any HF id or local path. ``init_from`` continues from a saved
-    rankkit model folder of the same kind. Cross-encoders only: ``head`` is ``mean``/``cls``
+    rankkit model folder of the same kind. ``max_length`` (>= 8) caps the tokens per input.
+    Cross-encoders only: ``head`` is ``mean``/``cls``
     (new linear head on pooled states) or ``hf`` (the model's sequence-classification head).
     Bi-encoders only: ``pooling`` (``mean``, as all-MiniLM-L6-v2 was trained, or ``cls``),
-    ``normalize`` (cosine similarity; else dot product), ``temperature`` (scores are
+    ``normalize`` (cosine similarity; else dot product), ``temperature`` (> 0; scores are
     ``similarity / temperature``) and ``learn_temperature``. An option of the other kind is
     an error, not silently ignored.
     """
 
-    kind: str = "cross_encoder"
-    name: str = MINILM_ID
-    init_from: str | None = None
-    max_length: int = 192
-    head: str | None = None
-    pooling: str | None = None
+    kind: Kind = "cross_encoder"
+    name: NonEmptyStr = MINILM_ID
+    init_from: NonEmptyStr | None = None
+    max_length: Annotated[int, Field(ge=8)] = 192
+    head: Literal["mean", "cls", "hf"] | None = None
+    pooling: Pooling | None = None
     normalize: bool | None = None
-    temperature: float | None = None
+    temperature: PositiveFloat | None = None
     learn_temperature: bool | None = None
 
+    __config_shorthand__ = "name"
+
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
-            raise ValueError(f"max_length must be an integer >= 8, got {self.max_length!r}")
+        validate_fields(self, "model")
         ce_only, be_only = ("head",), ("pooling", "normalize", "temperature", "learn_temperature")
         other = be_only if self.kind == "cross_encoder" else ce_only
         for key in other:
@@ -107,18 +131,22 @@ class ModelSettings:
                                  f"it is a {'bi' if self.kind == 'cross_encoder' else 'cross'}-encoder option")
         if self.kind == "cross_encoder":
             self.head = self.head or "mean"
-            if self.head not in ("mean", "cls", "hf"):
-                raise ValueError(f"head must be mean, cls or hf, got {self.head!r}")
             return
         self.pooling = self.pooling or "mean"
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         self.normalize = True if self.normalize is None else self.normalize
         self.temperature = 0.05 if self.temperature is None else self.temperature
         self.learn_temperature = bool(self.learn_temperature)
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                or not self.temperature > 0:
-            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+
+
+def _check_metric(name: str) -> None:
+    """Refuse a ``select_metric`` that ranx does not know (a cheap name check; ranx is not imported)."""
+    import importlib
+
+    known = getattr(importlib.import_module("rankkit.evaluate"), "_RANX_METRICS", None)
+    match = re.fullmatch(r"([a-z_\-]+)(@\d+)?", name)
+    if known and (match is None or match.group(1) not in known):
+        raise ValueError(f"select_metric {name!r} is not a metric: use ranx's names with an optional @cutoff "
+                         f"(e.g. ndcg@10, recall@100, mrr@10); supported: {', '.join(known)}")
 
 
 @dataclass
@@ -130,66 +158,88 @@ class TrainConfig:
     ``eval_every`` is in optimiser steps (null: end of each epoch; 0: never).
     ``save_every`` writes a resumable checkpoint. ``precision`` is ``auto`` (bf16
     autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16`` (autocast; measure
-    on the CPU at hand before choosing bf16 there).
+    on the CPU at hand before choosing bf16 there). ``device`` is ``auto``, ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``. Counts are integers >= 1 (``warmup_steps`` >= 0),
+    ``lr``, ``head_lr`` and ``max_grad_norm`` are > 0, ``weight_decay`` >= 0; every value
+    is checked when the config is read (:func:`rankkit.config.from_mapping`).
     """
 
     model: ModelSettings = field(default_factory=ModelSettings)
-    output: str = "models/ce-scifact"
+    output: NonEmptyStr = "models/ce-scifact"
     data: DataSettings = field(default_factory=DataSettings)
     objective: Any = "softmax"
     lora: LoraSettings = field(default_factory=LoraSettings)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    epochs: int = 2
-    max_steps: int | None = None
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    lr: float = 5e-4
-    head_lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 30
-    max_grad_norm: float = 1.0
-    eval_every: int | None = None
-    eval_batch_size: int = 64
-    select_metric: str = "ndcg@10"
+    epochs: PositiveInt = 2
+    max_steps: PositiveInt | None = None
+    batch_size: PositiveInt = 4
+    gradient_accumulation_steps: PositiveInt = 1
+    lr: PositiveFloat = 5e-4
+    head_lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.01
+    warmup_steps: NonNegativeInt = 30
+    max_grad_norm: PositiveFloat = 1.0
+    eval_every: NonNegativeInt | None = None
+    eval_batch_size: PositiveInt = 64
+    select_metric: NonEmptyStr = "ndcg@10"
     tune_interpolation: bool = True
-    save_every: int = 50
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    seed: int = 42
-    device: str = "auto"
-    precision: str = "auto"
+    save_every: PositiveInt = 50
+    keep_checkpoints: PositiveInt = 2
+    log_every: PositiveInt = 10
+    seed: Seed = 42
+    device: Device = "auto"
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
             self.model = ModelSettings(name=self.model)
+        validate_fields(self, type(self).__name__)
         self.objective = objective_spec(self.objective)
-        if self.epochs < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError("epochs, batch_size and gradient_accumulation_steps must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError("max_steps must be >= 1 (or null)")
         check_precision(self.precision)
-        if self.save_every < 1 or self.keep_checkpoints < 1:
-            raise ValueError("save_every and keep_checkpoints must be >= 1")
+        _check_metric(self.select_metric)
+
+    def check_paths(self, base: Path) -> None:
+        """Refuse first-stage and loose data files that do not exist (relative paths resolve against ``base``).
+
+        A cheap check made when the YAML is read, so a typo fails before any dataset loads.
+        """
+        d = self.data
+        for key in ("first_stage", "dev_first_stage", "queries", "corpus", "qrels"):
+            _check_file(f"data.{key}", getattr(d, key), base)
+
+
+def _check_file(key: str, value: str | None, base: Path) -> None:
+    if value is None:
+        return
+    path = Path(value) if Path(value).is_absolute() else base / value
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"{key}: {path} {what}")
 
 
 def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[T, Path]:
     """Read a training YAML into dataclass ``cls`` with dotted ``overrides`` (``{"lora.rank": 8}``).
 
-    Returns (config, the YAML's folder); errors name the file and the dotted key.
+    Returns (config, the YAML's folder). Every value is validated here (see
+    :func:`rankkit.config.from_mapping`), and files the config names are checked to exist
+    when the class has a ``check_paths(base)`` method; errors are :class:`ConfigError`
+    naming the file and the dotted key. Nothing else is loaded.
     """
     path = Path(path)
-    values = load_yaml(path) or {}
+    values = load_yaml(path)
+    if values is None:
+        values = {}
     if not isinstance(values, dict):
-        from rankkit.errors import ConfigError
-
-        raise ConfigError(f"{path}: expected a mapping of training options")
-    for dotted, value in (overrides or {}).items():
-        node = values
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return from_mapping(cls, values, str(path)), path.parent
+        raise ConfigError(f"{path}: expected a mapping of training options, got {type(values).__name__}")
+    values = apply_overrides(values, overrides or {}, cls, str(path))
+    cfg = from_mapping(cls, values, str(path))
+    check = getattr(cfg, "check_paths", None)
+    if callable(check):
+        try:
+            check(path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return cfg, path.parent
 
 
 def load_train_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[TrainConfig, Path]:

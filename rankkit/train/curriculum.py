@@ -35,17 +35,26 @@ import logging
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
+import numpy as np
+from pydantic import Field
+
+from rankkit.config import validate_fields
 from rankkit.errors import ConfigError
 from rankkit.types import Run
 
+if TYPE_CHECKING:  # torch is imported where it is used, so reading a config does not load it
+    import torch
+
 logger = logging.getLogger(__name__)
 
-HEURISTICS = ("reciprank", "normscore", "kdescore")
-FORMS = ("auto", "pointwise", "pairwise")
-WEIGHTINGS = ("sample", "batch")
+Heuristic = Literal["reciprank", "normscore", "kdescore"]
+Form = Literal["auto", "pointwise", "pairwise"]
+Weighting = Literal["sample", "batch"]
+HEURISTICS = get_args(Heuristic)
+FORMS = get_args(Form)
+WEIGHTINGS = get_args(Weighting)
 EPS = 1e-8
 _CHUNK = 1 << 22  # KDE matrix entries evaluated at once (bounds memory)
 
@@ -64,6 +73,8 @@ def kde_cdf(points: np.ndarray, at: np.ndarray) -> np.ndarray:
     points of the standard normal CDF of (s - x_i) / h. Needs at least two distinct points;
     otherwise every value is the neutral 0.5. The result is monotone non-decreasing in s.
     """
+    import torch
+
     x = np.asarray(points, dtype=np.float64).ravel()
     s = np.asarray(at, dtype=np.float64).ravel()
     if x.size < 2 or np.unique(x).size < 2:
@@ -134,6 +145,8 @@ def pointwise_ease(D: torch.Tensor, labels: torch.Tensor, anti: bool = False) ->
     With ``anti`` the weights become 1 - w (anti-curriculum, hardest first); eps = 1e-8 is
     added to every weight afterwards so no sample is ever weighted exactly zero.
     """
+    import torch
+
     w = torch.where(labels > 0, D, 1.0 - D)
     if anti:
         w = 1.0 - w
@@ -147,6 +160,8 @@ def pairwise_ease(D: torch.Tensor, labels: torch.Tensor, anti: bool = False) -> 
     and the hardest pair sets the weight. A row lacking a positive or a negative gets the
     neutral 1.0 (also under ``anti``, which otherwise uses 1 - w); eps = 1e-8 is added last.
     """
+    import torch
+
     pos, neg = labels > 0, labels <= 0
     pairs = pos[:, :, None] & neg[:, None, :]
     diff = D[:, :, None] - D[:, None, :]
@@ -164,6 +179,8 @@ def anneal(w: torch.Tensor, step: int, end_step: int) -> torch.Tensor:
 
     ``end_step`` is m in optimiser steps; m <= 0 disables the curriculum (all ones).
     """
+    import torch
+
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     if end_step <= 0 or step >= end_step:
@@ -184,11 +201,11 @@ class CurriculumConfig:
     the paper) or ``batch`` (OpenNIR's batch-mean weight).
     """
 
-    heuristic: str | None = None
-    end_step: float = 0.2
+    heuristic: Heuristic | None = None
+    end_step: Annotated[float, Field(gt=0, description="a fraction in (0, 1] or a whole step count > 1")] = 0.2
     anti: bool = False
-    form: str = "auto"
-    weighting: str = "sample"
+    form: Form = "auto"
+    weighting: Weighting = "sample"
 
     def __post_init__(self) -> None:
         if self.heuristic is not None and self.heuristic not in HEURISTICS:
@@ -204,6 +221,7 @@ class CurriculumConfig:
             raise ValueError(_choice_error("form", self.form, FORMS))
         if self.weighting not in WEIGHTINGS:
             raise ValueError(_choice_error("weighting", self.weighting, WEIGHTINGS))
+        validate_fields(self, "curriculum")
 
 
 class Curriculum:
@@ -241,6 +259,8 @@ class Curriculum:
         ones when the config has no heuristic or once ``step >= end_step``. With
         ``weighting="batch"`` every entry is the batch mean of the annealed weights.
         """
+        import torch
+
         if D.shape != labels.shape or D.dim() != 2:
             raise ValueError(f"D and labels must both be [G, n], got {tuple(D.shape)} and {tuple(labels.shape)}")
         if self.config.heuristic is None:

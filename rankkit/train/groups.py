@@ -15,8 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import numpy as np
+from pydantic import Field
+
+from rankkit.config import NonNegativeInt, PositiveInt, validate_fields
 
 from rankkit.data.dataset import Dataset
 from rankkit.errors import ConfigError, DatasetError
@@ -24,35 +28,32 @@ from rankkit.types import Run, TrainingGroup
 
 log = logging.getLogger(__name__)
 
-SAMPLING = ("uniform", "top")
+Sampling = Literal["uniform", "top"]
+SAMPLING = get_args(Sampling)
 
 
 @dataclass
 class GroupConfig:
     """How training groups are built (see the module docstring).
 
-    ``group_size`` counts the positive; ``on_missing_positive`` is ``"error"`` (a
-    training query without any relevant document is a data problem) or ``"skip"``.
+    ``group_size`` (>= 2) counts the positive; ``negatives_depth`` (>= 1) is how deep
+    into the first-stage run negatives are drawn; ``random_negatives`` is in
+    [0, group_size); ``min_relevance`` (>= 1) is the lowest qrels grade that counts as
+    relevant; ``on_missing_positive`` is ``"error"`` (a training query without any
+    relevant document is a data problem) or ``"skip"``.
     """
 
-    group_size: int = 8
-    negatives_depth: int = 30
-    sampling: str = "uniform"
-    random_negatives: int = 0
-    min_relevance: int = 1
-    on_missing_positive: str = "error"
+    group_size: Annotated[int, Field(ge=2)] = 8
+    negatives_depth: PositiveInt = 30
+    sampling: Sampling = "uniform"
+    random_negatives: NonNegativeInt = 0
+    min_relevance: PositiveInt = 1
+    on_missing_positive: Literal["error", "skip"] = "error"
 
     def __post_init__(self) -> None:
-        if self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2 (one positive, at least one negative), got {self.group_size}")
-        if self.sampling not in SAMPLING:
-            raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
-        if not 0 <= self.random_negatives < self.group_size:
+        validate_fields(self, "groups")
+        if not self.random_negatives < self.group_size:
             raise ValueError(f"random_negatives must be in [0, group_size), got {self.random_negatives}")
-        if self.negatives_depth < 1:
-            raise ValueError("negatives_depth must be >= 1")
-        if self.on_missing_positive not in ("error", "skip"):
-            raise ValueError("on_missing_positive must be 'error' or 'skip'")
 
 
 def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, *, seed: int = 0,

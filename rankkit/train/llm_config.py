@@ -10,9 +10,19 @@ YAML keys map 1:1 onto these dataclasses (read with :func:`rankkit.train.config.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import Field
+
+from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                            Precision, Seed, validate_fields)
 from rankkit.precision import check_precision
-from rankkit.train.config import LoraSettings
+from rankkit.train.config import LoraSettings, _check_file
+
+#: learning-rate schedules of transformers that need no extra arguments
+Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
+                    "inverse_sqrt"]
 
 
 def _llm_lora() -> LoraSettings:
@@ -24,19 +34,23 @@ class SetwiseDataSettings:
     """Where setwise training prompts come from (see :func:`rankkit.train.setwise_data.build_setwise_examples`).
 
     ``first_stage`` is a pipeline YAML or TREC run (relative to the config file);
-    ``num_prompts`` caps the prompts (a seeded sample; null: all); ``max_prompt_tokens``
-    is checked on every rendered prompt (an error names the longest one).
+    ``set_size`` (>= 2) documents per prompt, negatives from the first stage's top
+    ``negatives_depth``; ``num_prompts`` caps the prompts (a seeded sample; null: all);
+    ``max_prompt_tokens`` is checked on every rendered prompt (an error names the longest one).
     """
 
-    dataset: str = "beir/scifact/train"
-    split: str | None = None
-    first_stage: str = "bm25.yaml"
-    set_size: int = 4
-    negatives_depth: int = 30
-    num_prompts: int | None = None
-    passage_tokens: int | None = 64
-    query_tokens: int | None = 48
-    max_prompt_tokens: int = 512
+    dataset: NonEmptyStr = "beir/scifact/train"
+    split: NonEmptyStr | None = None
+    first_stage: NonEmptyStr = "bm25.yaml"
+    set_size: Annotated[int, Field(ge=2)] = 4
+    negatives_depth: PositiveInt = 30
+    num_prompts: PositiveInt | None = None
+    passage_tokens: PositiveInt | None = 64
+    query_tokens: PositiveInt | None = 48
+    max_prompt_tokens: PositiveInt = 512
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "data")
 
 
 @dataclass
@@ -49,7 +63,10 @@ class RewardSettings:
     too weak ever to produce the format by chance.
     """
 
-    format_weight: float = 0.0
+    format_weight: NonNegativeFloat = 0.0
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "reward")
 
 
 @dataclass
@@ -58,35 +75,35 @@ class GRPOSettings:
 
     ``per_device_train_batch_size`` counts completions (prompts per step times
     ``num_generations``); ``max_time_s`` stops training at the first step boundary
-    after that many seconds (a CPU budget; null: no limit).
+    after that many seconds (a CPU budget; null: no limit). ``top_k`` 0 disables top-k
+    filtering; ``top_p`` is in (0, 1].
     """
 
-    learning_rate: float = 1e-4
-    beta: float = 0.04
-    num_generations: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_completion_length: int = 128
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    num_iterations: int = 1
-    epsilon: float = 0.2
-    loss_type: str = "grpo"
-    scale_rewards: str = "group"
+    learning_rate: PositiveFloat = 1e-4
+    beta: NonNegativeFloat = 0.04
+    num_generations: Annotated[int, Field(ge=2)] = 4
+    temperature: PositiveFloat = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_k: NonNegativeInt = 0
+    max_completion_length: PositiveInt = 128
+    per_device_train_batch_size: PositiveInt = 8
+    gradient_accumulation_steps: PositiveInt = 1
+    num_iterations: PositiveInt = 1
+    epsilon: PositiveFloat = 0.2
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
     mask_truncated_completions: bool = False
-    max_steps: int = 100
-    max_time_s: float | None = None
-    warmup_steps: int = 0
-    lr_scheduler_type: str = "constant"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    logging_steps: int = 1
-    save_steps: int = 25
+    max_steps: PositiveInt = 100
+    max_time_s: PositiveFloat | None = None
+    warmup_steps: NonNegativeInt = 0
+    lr_scheduler_type: Scheduler = "constant"
+    weight_decay: NonNegativeFloat = 0.0
+    max_grad_norm: PositiveFloat = 1.0
+    logging_steps: PositiveInt = 1
+    save_steps: PositiveInt = 25
 
     def __post_init__(self) -> None:
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be >= 2 (GRPO compares completions of the same prompt)")
+        validate_fields(self, "grpo")
         if self.per_device_train_batch_size % self.num_generations:
             raise ValueError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) must be a multiple "
                              f"of num_generations ({self.num_generations})")
@@ -94,19 +111,26 @@ class GRPOSettings:
 
 @dataclass
 class SFTSettings:
-    """trl ``SFTConfig`` values of the Setwise-SFT baseline (loss on the completion only)."""
+    """trl ``SFTConfig`` values of the Setwise-SFT baseline (loss on the completion only).
 
-    learning_rate: float = 1e-4
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    max_length: int = 640
-    warmup_steps: int = 0
-    lr_scheduler_type: str = "constant"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    logging_steps: int = 5
+    ``max_steps`` -1 trains ``num_train_epochs`` epochs (> 0, fractions allowed); a count >= 1 overrides it.
+    """
+
+    learning_rate: PositiveFloat = 1e-4
+    per_device_train_batch_size: PositiveInt = 4
+    gradient_accumulation_steps: PositiveInt = 1
+    num_train_epochs: PositiveFloat = 1.0
+    max_steps: Annotated[Literal[-1] | PositiveInt,
+                         Field(description="-1 (train num_train_epochs) or a step count >= 1")] = -1
+    max_length: PositiveInt = 640
+    warmup_steps: NonNegativeInt = 0
+    lr_scheduler_type: Scheduler = "constant"
+    weight_decay: NonNegativeFloat = 0.0
+    max_grad_norm: PositiveFloat = 1.0
+    logging_steps: PositiveInt = 5
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "sft")
 
 
 @dataclass
@@ -115,21 +139,29 @@ class LLMTrainingConfig:
 
     ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``) is the mixed precision of
     training (trl's ``bf16``/``fp16`` flags; ``auto``: bf16 on CUDA, none on the CPU,
-    see :func:`rankkit.precision.mixed_precision`); the weights stay fp32.
+    see :func:`rankkit.precision.mixed_precision`); the weights stay fp32. LLM rerankers
+    always train a LoRA adapter, so ``lora.enabled: false`` is refused.
     """
 
-    model: str = "smollm2"
-    template: str = "setwise-r1"
+    model: NonEmptyStr = "smollm2"
+    template: NonEmptyStr = "setwise-r1"
     prefix: str | None = None
-    output: str = "models/setwise-llm"
+    output: NonEmptyStr = "models/setwise-llm"
     data: SetwiseDataSettings = field(default_factory=SetwiseDataSettings)
     lora: LoraSettings = field(default_factory=_llm_lora)
-    seed: int = 42
-    device: str = "auto"
-    precision: str = "auto"
+    seed: Seed = 42
+    device: Device = "auto"
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
+        validate_fields(self, type(self).__name__)
         check_precision(self.precision)
+        if not self.lora.enabled:
+            raise ValueError("lora.enabled: false is not supported for LLM rerankers (they train a LoRA adapter)")
+
+    def check_paths(self, base: Path) -> None:
+        """Refuse a first-stage file that does not exist (relative paths resolve against ``base``)."""
+        _check_file("data.first_stage", self.data.first_stage, base)
 
 
 @dataclass
@@ -140,7 +172,7 @@ class RankR1Config(LLMTrainingConfig):
     template's assistant prefix; ``output`` is relative to the config file.
     """
 
-    output: str = "models/rank-r1"
+    output: NonEmptyStr = "models/rank-r1"
     reward: RewardSettings = field(default_factory=RewardSettings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
 
@@ -149,6 +181,6 @@ class RankR1Config(LLMTrainingConfig):
 class SetwiseSFTConfig(LLMTrainingConfig):
     """`rankkit train sft-setwise`: the Setwise-SFT baseline (answers without reasoning), same LoRA."""
 
-    template: str = "setwise"
-    output: str = "models/setwise-sft"
+    template: NonEmptyStr = "setwise"
+    output: NonEmptyStr = "models/setwise-sft"
     sft: SFTSettings = field(default_factory=SFTSettings)

@@ -262,6 +262,24 @@ class _Loop:
         return {"loss": float(out.loss.detach()), **out.logs}
 
 
+def check_output(output: Path, config_file: str, kind: str, resume: bool) -> None:
+    """Refuse to train into an existing ``output`` folder that a finished run could not safely replace.
+
+    The model is written atomically at the end (the old folder is replaced), so an
+    existing ``output`` must be a rankkit ``kind`` model folder (its ``config_file``). With
+    ``resume`` as without: a killed run never leaves a partial output folder behind (its
+    state is in ``<output>.checkpoints``), so anything else there belongs to someone
+    else. ``resume`` also needs the output to be a folder path, not a file.
+    """
+    if not output.exists() or (output / config_file).is_file():
+        return
+    ckpts = output.parent / f"{output.name}.checkpoints"
+    kept = f"; the checkpoints in {ckpts} stay usable with --resume" if resume and _checkpoints(ckpts) else ""
+    what = " (it is a file)" if output.is_file() else ""
+    raise ConfigError(f"output {output} exists and is not a rankkit {kind} folder{what}; refusing to overwrite it "
+                      f"(choose another output, or move it away{kept})")
+
+
 def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, resume: bool = False,
                    data: TrainingData | None = None) -> TrainResult:
     """Train the scorer of ``cfg.model.kind`` as configured; returns where the model was written.
@@ -274,9 +292,7 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
     base = Path(base_dir)
     output = Path(cfg.output) if Path(cfg.output).is_absolute() else base / cfg.output
     kind = scorer_class(cfg.model.kind)
-    if output.exists() and not resume and not (output / kind.config_file).is_file():
-        raise ConfigError(f"output {output} exists and is not a rankkit {cfg.model.kind} folder; "
-                          "refusing to overwrite it")
+    check_output(output, kind.config_file, cfg.model.kind, resume)
     seed_everything(cfg.seed)
     if data is None:
         data = load_training_data(cfg, base)

@@ -176,3 +176,86 @@ def test_llm_training_config_errors(llm_config: Path) -> None:
     assert proc.returncode != 0 and "temprature" in proc.stderr
     proc = rk("train", "grpo", "--config", str(llm_config), "--set", "template=missing-one", check=False)
     assert proc.returncode != 0 and "unknown prompt template 'missing-one'" in proc.stderr
+
+
+# --- bad values fail at load time, before any dataset, index or model is touched ---------------------------------
+
+BAD_TRAIN_YAML = [
+    ("lr: -1.0\n", "lr must be a number > 0, got -1.0"),
+    ("lora: yes please\n", "lora must be a mapping of options or true/false (short for {enabled: ...}), "
+                           "got 'yes please'"),
+    ("lr: 5e-4\n", "lr must be a number > 0, got '5e-4' (YAML reads 5e-4 as a string; write 5.0e-4)"),
+    ("".join(f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 10)}]\n" for i in range(1, 10)), "expands to more than"),
+]
+
+
+def _fresh_env(tmp_path: Path) -> dict[str, str]:
+    """The test environment with caches of its own, so what a command wrote there can be checked."""
+    env = os.environ.copy()
+    env["RANKKIT_CACHE_DIR"] = str(tmp_path / "cache")
+    env["IR_DATASETS_HOME"] = str(tmp_path / "ir_datasets")
+    return env
+
+
+def _written(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.mark.parametrize("bad, expected", BAD_TRAIN_YAML, ids=["negative-lr", "lora-string", "yaml-5e-4", "alias-bomb"])
+def test_bad_training_values_fail_before_anything_loads(train_folder: Path, tmp_path: Path, bad: str,
+                                                        expected: str) -> None:
+    # a config that would index SciFact with BM25 (into RANKKIT_CACHE_DIR) and load MiniLM if it got that far
+    path = tmp_path / "bad.yaml"
+    head = "x0: &x0 [a, a, a, a, a, a, a, a, a, a]\n" if "x1:" in bad else ""
+    path.write_text(f"""{head}model: {{name: minilm, max_length: 64}}
+output: {tmp_path / 'out'}
+data:
+  dataset: {train_folder}
+  split: train
+  first_stage: {ROOT / 'pipelines' / 'bm25.yaml'}
+  dev: 0.25
+{bad}""")
+    started = time.perf_counter()
+    proc = subprocess.run([*RANKKIT, "train", "reranker", "--config", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, env=_fresh_env(tmp_path), timeout=60)
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and expected in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out.*"))
+    assert _written(tmp_path / "cache") == [] and _written(tmp_path / "ir_datasets") == []
+    print(f"failed after {elapsed:.1f} s: {lines[0]}")
+
+
+def test_bad_set_values_fail_before_anything_loads(train_folder: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(f"model: minilm\ndata: {{dataset: {train_folder}, split: train, "
+                    f"first_stage: {ROOT / 'pipelines' / 'bm25.yaml'}}}\n")
+    proc = subprocess.run([*RANKKIT, "train", "reranker", "--config", str(path), "--output", str(tmp_path / "out"),
+                           "--set", "data.dev=2.0", "--set", "epochs=1.5", "--set", "device=tpu9"],
+                          capture_output=True, text=True, cwd=ROOT, env=_fresh_env(tmp_path), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()  # every problem, joined on one line
+    assert line.startswith(f"error: {path}: data.dev must be a fraction in (0, 1), a query count >= 1, "
+                           "a dataset id or path, or null, got 2.0"), line
+    assert "epochs must be an integer >= 1, got 1.5" in line and "device must be one of auto, cpu, cuda" in line
+    assert not (tmp_path / "out").exists() and _written(tmp_path / "cache") == []
+
+
+def test_resume_refuses_an_output_folder_that_is_not_a_rankkit_model(config: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    args = ["train", "reranker", "--config", str(config), "--output", str(mine), "--resume"]
+    proc = rk(*args, check=False)
+    assert proc.returncode == 2 and f"output {mine} exists and is not a rankkit cross_encoder folder; refusing to " \
+                                   "overwrite it" in proc.stderr, proc.stderr
+    # rankkit checkpoints beside it do not make the folder rankkit's: a finished run would still replace it
+    state = tmp_path / "mine.checkpoints" / "step-2" / "trainer_state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    proc = rk(*args, check=False)
+    assert proc.returncode == 2 and "refusing to overwrite" in proc.stderr, proc.stderr
+    assert "stay usable with --resume" in proc.stderr
+    assert _written(mine) == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
+    assert state.read_text() == "{}"

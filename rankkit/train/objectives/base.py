@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used, so reading a config does not load it
+    import torch
 
 
 @dataclass

@@ -17,33 +17,33 @@ Bi-encoder scores are already ``cos / T_model`` (the scorer's similarity tempera
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
+from rankkit.config import PositiveFloat, validate_fields
 from rankkit.train.objectives.base import Objective, ObjectiveOutput, weighted_mean
 from rankkit.train.objectives.listwise import listwise_ce
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
 class InfoNCE(Objective):
     """In-batch plus hard-negative contrastive loss (see the module docstring); weights per group ``[G]``."""
 
-    temperature: float = 1.0
+    temperature: PositiveFloat = 1.0
     in_batch: bool = True
 
     name: ClassVar[str] = "infonce"
     uses_in_batch: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or isinstance(self.temperature, bool) \
-                or self.temperature <= 0:
-            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
-        if not isinstance(self.in_batch, bool):
-            raise ValueError(f"in_batch must be true or false, got {self.in_batch!r}")
+        validate_fields(self, f"objective ({self.name})")
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
                  in_batch: torch.Tensor | None = None) -> ObjectiveOutput:
+        import torch
+
         G, n = scores.shape
         if in_batch is None or not self.in_batch:
             logits, target = scores.float(), labels.float()

@@ -9,15 +9,19 @@ The loss is the cross-entropy between the softmax of a group's scores (divided b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
+from rankkit.config import PositiveFloat, validate_fields
 from rankkit.train.objectives.base import Objective, ObjectiveOutput, weighted_mean
+
+if TYPE_CHECKING:
+    import torch
 
 
 def listwise_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-row cross-entropy ``[G]`` between softmax(scores) and the normalised (clamped >= 0) labels."""
+    import torch
+
     target = labels.float().clamp(min=0)
     total = target.sum(1, keepdim=True)
     if (total <= 0).any():
@@ -29,14 +33,12 @@ def listwise_ce(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class Softmax(Objective):
     """Listwise softmax cross-entropy with an optional score ``temperature`` (see the module docstring)."""
 
-    temperature: float = 1.0
+    temperature: PositiveFloat = 1.0
 
     name: ClassVar[str] = "softmax"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.temperature, (int, float)) or isinstance(self.temperature, bool) \
-                or self.temperature <= 0:
-            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+        validate_fields(self, f"objective ({self.name})")
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
                  in_batch: torch.Tensor | None = None) -> ObjectiveOutput:

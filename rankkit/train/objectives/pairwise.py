@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-import torch.nn.functional as F
-
+from rankkit.config import NonNegativeFloat, validate_fields
 from rankkit.train.objectives.base import Objective, ObjectiveOutput
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pairwise_loss(loss_of_diff: Callable[[torch.Tensor], torch.Tensor], scores: torch.Tensor, labels: torch.Tensor,
@@ -39,6 +40,8 @@ class RankNet(Objective):
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
                  in_batch: torch.Tensor | None = None) -> ObjectiveOutput:
+        import torch.nn.functional as F
+
         return pairwise_loss(lambda d: F.softplus(-d), scores, labels, weights)
 
 
@@ -46,14 +49,15 @@ class RankNet(Objective):
 class Margin(Objective):
     """Pairwise hinge loss with a settable ``margin`` (see the module docstring)."""
 
-    margin: float = 1.0
+    margin: NonNegativeFloat = 1.0
 
     name: ClassVar[str] = "margin"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.margin, (int, float)) or isinstance(self.margin, bool) or self.margin < 0:
-            raise ValueError(f"margin must be a number >= 0, got {self.margin!r}")
+        validate_fields(self, f"objective ({self.name})")
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
                  in_batch: torch.Tensor | None = None) -> ObjectiveOutput:
+        import torch.nn.functional as F
+
         return pairwise_loss(lambda d: F.relu(self.margin - d), scores, labels, weights)

@@ -11,30 +11,34 @@ seeds. ``pos_weight: balanced`` (the default) weights each batch's positives by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
+from pydantic import Field
 
+from rankkit.config import PositiveFloat, validate_fields
 from rankkit.train.objectives.base import Objective, ObjectiveOutput, weighted_mean
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
 class BCE(Objective):
     """Pointwise BCE on logits with class balancing (see the module docstring); weights ``[G, n]``."""
 
-    pos_weight: float | str | None = "balanced"
+    pos_weight: Annotated[Literal["balanced"] | PositiveFloat | None,
+                          Field(description="'balanced', a number > 0 or null")] = "balanced"
 
     name: ClassVar[str] = "bce"
     pointwise: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        w = self.pos_weight
-        if w is not None and w != "balanced" and not (isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0):
-            raise ValueError(f"pos_weight must be 'balanced', a number > 0 or null, got {w!r}")
+        validate_fields(self, f"objective ({self.name})")
 
     def class_weights(self, target: torch.Tensor) -> torch.Tensor:
         """Per-sample class weights: ``pos_weight`` for positives, 1 for negatives."""
+        import torch
+
         if self.pos_weight is None:
             return torch.ones_like(target)
         if self.pos_weight == "balanced":
@@ -46,6 +50,9 @@ class BCE(Objective):
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
                  in_batch: torch.Tensor | None = None) -> ObjectiveOutput:
+        import torch
+        import torch.nn.functional as F
+
         target = (labels > 0).float()
         loss = F.binary_cross_entropy_with_logits(scores.float(), target, reduction="none")
         w = self.class_weights(target)
