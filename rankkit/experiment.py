@@ -13,38 +13,67 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from rankkit.config import from_mapping, load_yaml
+from pydantic import Field
+
+from rankkit.config import (
+    NonNegativeFloat,
+    PositiveInt,
+    Seed,
+    from_mapping,
+    validate_fields,
+)
 from rankkit.errors import ConfigError
 from rankkit.evaluate import DEFAULT_METRICS, Comparison, compare, evaluate
+from rankkit.pipeline import PathStr, StageName, describe, short_repr
+from rankkit.pipeline_yaml import check_pipeline_file
 from rankkit.runcard import run_card, write_json
 from rankkit.types import Run
+from rankkit.yaml_io import load_yaml
 
 log = logging.getLogger(__name__)
 
 
+#: A metric name such as ``ndcg@10`` (checked against ranx when evaluating).
+MetricName = Annotated[str, Field(min_length=1, max_length=100)]
+#: A finite number (an expected metric value).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
 @dataclass
 class ExperimentConfig:
-    """An experiment: which pipelines run on which dataset and how they are compared."""
+    """An experiment: which pipelines run on which dataset and how they are compared.
 
-    dataset: str
-    pipelines: dict[str, str]
-    split: str | None = None
-    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
-    baseline: str | None = None
-    stat_test: str = "student"
-    correction: str = "holm"
-    alpha: float = 0.05
-    seed: int = 42
-    num_queries: int | None = None
-    output: str | None = None
-    runs_dir: str | None = None
+    ``pipelines`` maps run names (1 to 200 characters) to pipeline YAML files (relative to
+    the experiment file); ``baseline`` is one of those names; ``alpha`` is in (0, 1).
+    """
+
+    dataset: PathStr
+    pipelines: Annotated[dict[StageName, PathStr], Field(min_length=1)]
+    split: StageName | None = None
+    metrics: Annotated[list[MetricName], Field(min_length=1)] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    baseline: StageName | None = None
+    stat_test: Literal["student", "fisher", "tukey"] = "student"
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    alpha: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.05
+    seed: Seed = 42
+    num_queries: PositiveInt | None = None
+    output: PathStr | None = None
+    runs_dir: PathStr | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
+        validate_fields(self, "ExperimentConfig")  # a config built directly in Python gets the same checks
         if not self.pipelines:
             raise ValueError("'pipelines' must name at least one pipeline file")
+        for name in self.pipelines:
+            if self.runs_dir is not None and (name in (".", "..") or "/" in name or "\\" in name):
+                raise ValueError(f"pipelines: run name {short_repr(name)} cannot name a file in runs_dir "
+                                 "(no '/', '\\', '.' or '..')")
+        if self.baseline is not None and self.baseline not in self.pipelines:
+            raise ValueError(f"baseline {short_repr(self.baseline)} is not one of the pipelines "
+                             f"({', '.join(map(short_repr, self.pipelines))})")
 
 
 @dataclass
@@ -59,11 +88,16 @@ class ExperimentResult:
 
 
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
-    """Read an experiment YAML; unknown keys raise :class:`ConfigError` naming the file and key."""
+    """Read an experiment YAML; unknown keys, bad values and missing pipeline files raise
+    :class:`ConfigError` naming the file and key (pipeline files resolve against the YAML's folder).
+    """
     spec = load_yaml(path)
     if not isinstance(spec, dict):
-        raise ConfigError(f"{path}: an experiment file must be a mapping")
-    return from_mapping(ExperimentConfig, spec, str(path))
+        raise ConfigError(f"{path}: an experiment file must be a mapping, got {describe(spec)}")
+    config = from_mapping(ExperimentConfig, spec, str(path))
+    for name, rel in config.pipelines.items():
+        check_pipeline_file(Path(path).parent / rel, f"{path}: pipelines.{name}")
+    return config
 
 
 def run_experiment(
@@ -92,9 +126,11 @@ def run_experiment(
     overrides: dict[str, Any] = {"show_progress": show_progress}
     if cache_dir:
         overrides["cache_dir"] = cache_dir
+    # Build every pipeline before running any, so a bad file fails before hours of compute.
+    pipelines = {name: Pipeline.from_yaml(base / rel, dataset, **overrides) for name, rel in config.pipelines.items()}
     for name, rel in config.pipelines.items():
         path = base / rel
-        pipeline = Pipeline.from_yaml(path, dataset, **overrides)
+        pipeline = pipelines.pop(name)  # dropped after its run (its models are freed)
         log.info("running %s (%s) on %s", name, path, dataset.name)
         t0 = time.perf_counter()
         runs[name] = pipeline(dataset.queries).with_name(name)
@@ -128,15 +164,26 @@ def run_experiment(
 
 @dataclass
 class MatrixRow:
-    """One expected result: a pipeline on a dataset, expected metric values and tolerances."""
+    """One expected result: a pipeline on a dataset, expected metric values and tolerances.
 
-    dataset: str
-    pipeline: str
-    expected: dict[str, float]
-    tolerance: dict[str, float] = field(default_factory=dict)
-    split: str | None = None
-    name: str | None = None
+    ``expected`` maps at least one metric to a finite value; ``tolerance`` maps some of those
+    metrics to finite numbers >= 0 (default 0.001).
+    """
+
+    dataset: PathStr
+    pipeline: PathStr
+    expected: Annotated[dict[MetricName, FiniteFloat], Field(min_length=1)]
+    tolerance: dict[MetricName, NonNegativeFloat] = field(default_factory=dict)
+    split: StageName | None = None
+    name: StageName | None = None
     source: str = ""
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "MatrixRow")  # types first: the check below relies on them
+        extra = [m for m in self.tolerance if m not in self.expected]
+        if extra:
+            raise ValueError(f"tolerance: {short_repr(extra[0])} is not one of the expected metrics "
+                             f"({', '.join(map(short_repr, self.expected))})")
 
 
 def check_matrix(path: str | os.PathLike[str], show_progress: bool = True,
@@ -153,12 +200,22 @@ def check_matrix(path: str | os.PathLike[str], show_progress: bool = True,
     spec = load_yaml(path)
     if not isinstance(spec, dict) or "rows" not in spec:
         raise ConfigError(f"{path}: a reproduction matrix is a mapping with a 'rows' list")
-    unknown = set(spec) - {"rows", "description"}
+    unknown = [k for k in spec if k not in ("rows", "description")]
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: rows, description")
-    results = []
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(short_repr(k) for k in unknown[:5])}; "
+                          "allowed: rows, description")
+    if not isinstance(spec["rows"], list) or not spec["rows"]:
+        raise ConfigError(f"{path}: rows must be a non-empty list of rows, got {describe(spec['rows'])}")
+    rows = []  # every row is checked before any runs
     for i, raw in enumerate(spec["rows"]):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: rows[{i}] must be a mapping (dataset, pipeline, expected, ...), "
+                              f"got {describe(raw)}")
         row = from_mapping(MatrixRow, raw, f"{path}: rows[{i}]")
+        check_pipeline_file(path.parent / row.pipeline, f"{path}: rows[{i}].pipeline")
+        rows.append(row)
+    results = []
+    for row in rows:
         name = row.name or f"{Path(row.pipeline).stem} on {row.dataset}"
         if only and only not in name:
             continue

@@ -4,8 +4,9 @@ A *stage* maps ``(queries, run | None) -> Run``. Retrievers ignore the incoming 
 rerankers rescore it; cutoffs and fusions transform it. Stages compose with
 ``a >> b`` (then), ``a % k`` (keep top k) and :func:`fuse` (ranx fusion), and a
 :class:`Pipeline` is itself a stage. Pipelines are built from YAML files
-(:meth:`Pipeline.from_yaml`) through a registry of stage types, each with a dataclass
-config, so an unknown option is an error naming the file and key.
+(:meth:`Pipeline.from_yaml`, implemented in :mod:`rankkit.pipeline_yaml`) through a
+registry of stage types (:func:`register_stage`), each with a dataclass config, so an
+unknown option is an error naming the file and key.
 
 Composite stages (:class:`Pipeline`, :class:`Fuse`) expose their inputs through
 :meth:`Stage.children`, so walks over the tree (e.g. :meth:`Pipeline.stats`) reach every
@@ -23,18 +24,74 @@ from __future__ import annotations
 import abc
 import hashlib
 import logging
+import numbers
 import os
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from rankkit.cache import RunCache
-from rankkit.config import from_mapping, load_yaml, to_mapping
+from rankkit.config import from_mapping, to_mapping, validate_fields
 from rankkit.errors import ConfigError
 from rankkit.types import Query, Run, as_queries
 
 log = logging.getLogger(__name__)
+
+# --- config value types -----------------------------------------------------------------
+# Stage configs annotate their fields with these and with the generic ones of rankkit.config
+# (PositiveInt, NonNegativeFloat, Probability, Device, Precision, Seed); from_mapping validates
+# them strictly (no str -> int, no 2.5 -> 2, no "no" -> True, no NaN).
+
+#: Longest name accepted for a stage, a pipeline or an experiment entry.
+MAX_NAME_LENGTH = 200
+
+#: A stage, pipeline or run name: 1 to :data:`MAX_NAME_LENGTH` characters.
+StageName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+#: A file or folder path, or a model id: 1 to 4096 characters.
+PathStr = Annotated[str, Field(min_length=1, max_length=4096)]
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A bounded ``repr`` of a (possibly huge or deeply nested) config value, for error messages.
+
+    Never walks more than a few levels and items of a container, so a YAML alias bomb or a
+    million-character string costs nothing to describe.
+    """
+    try:
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+            return f"<an integer of {value.bit_length()} bits>"
+        text = _REPR.repr(value)
+    except Exception:  # e.g. an int too long to print, or a hostile __repr__
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(value: Any) -> str:
+    """``value``'s kind and bounded repr for a message: ``a list [1, 2]``, ``a string 'abc'``, ``null``."""
+    if value is None:
+        return "null"
+    kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), f"a {type(value).__name__}")
+    return f"{kind} {short_repr(value)}"
+
+
+def check_name(value: Any, where: str) -> str:
+    """``value`` if it is a string of 1 to :data:`MAX_NAME_LENGTH` characters, else :class:`ConfigError`.
+
+    The message names ``where`` and quotes the value in bounded form (never ``str()`` of a huge structure).
+    """
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_LENGTH:
+        raise ConfigError(f"{where} must be a name: a string of 1 to {MAX_NAME_LENGTH} characters, "
+                          f"got {describe(value)}")
+    return value
 
 
 def _queries_hash(queries: Sequence[Query]) -> str:
@@ -116,6 +173,8 @@ class Pipeline(Stage):
             flat.extend(s.stages if isinstance(s, Pipeline) and s.name == Pipeline.name else [s])
         if not flat:
             raise ConfigError("a pipeline needs at least one stage")
+        if name is not None:
+            check_name(name, "pipeline name")
         self.stages = _push_cutoffs(flat)
         if name:
             self.name = name
@@ -175,27 +234,22 @@ class Pipeline(Stage):
 
         ``dataset`` binds retrievers to a corpus. ``overrides`` (e.g.
         ``cache_dir=...``, ``show_progress=False``) are passed to every stage that
-        accepts them. Unknown keys raise :class:`ConfigError` naming the file and key.
+        accepts them. Any malformed content (unknown keys, wrong types or shapes, include
+        cycles) raises :class:`ConfigError` naming the file and the key, e.g.
+        ``pipelines/x.yaml: stages[2].bm25.k1``.
         """
-        path = Path(path)
-        spec = load_yaml(path)
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{path}: a pipeline file must be a mapping with a 'stages' list")
-        for key in spec:
-            if key not in {"name", "description", "stages"}:
-                raise ConfigError(f"{path}: unknown top-level key {key!r}; allowed: name, description, stages")
-        if "stages" not in spec:
-            raise ConfigError(f"{path}: missing key 'stages'")
-        stages = build_stages(spec["stages"], dataset, base=path.parent, where=f"{path}: stages", overrides=overrides)
-        return cls(stages, name=str(spec.get("name") or path.stem))
+        # imported here, not at the top: rankkit.pipeline_yaml imports this module
+        from rankkit.pipeline_yaml import _pipeline_from_file
+
+        return _pipeline_from_file(Path(path), dataset, overrides, ())
 
 
 class Cutoff(Stage):
     """Keep the top ``k`` documents of each query."""
 
-    def __init__(self, k: int) -> None:
-        if int(k) < 1:
-            raise ConfigError(f"cutoff k must be >= 1, got {k}")
+    def __init__(self, k: int, where: str = "cutoff") -> None:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ConfigError(f"{where} must be an integer >= 1 (documents kept per query), got {describe(k)}")
         self.k = int(k)
         self.name = f"top{self.k}"
 
@@ -214,25 +268,44 @@ class Cutoff(Stage):
         return run.top_k(self.k)
 
 
+#: ranx fusion methods (``ranx.fuse(method=...)``).
+FuseMethod = Literal["anz", "bayesfuse", "bordafuse", "condorcet", "gmnz", "isr", "log_isr", "logn_isr", "mapfuse",
+                     "max", "med", "min", "mixed", "mnz", "posfuse", "probfuse", "rbc", "rrf", "segfuse", "slidefuse",
+                     "sum", "w_bordafuse", "w_condorcet", "wmnz", "wsum"]
+#: ranx score normalisations (``ranx.fuse(norm=...)``).
+FuseNorm = Literal["min-max", "min_max", "min-max-inverted", "min_max_inverted", "max", "sum", "zmuv", "rank", "borda"]
+_FUSE_METHODS: tuple[str, ...] = FuseMethod.__args__  # type: ignore[attr-defined]
+_FUSE_NORMS: tuple[str, ...] = FuseNorm.__args__  # type: ignore[attr-defined]
+
 @dataclass
 class FuseConfig:
-    """Options of :func:`fuse` (ranx.fuse): method, score normalisation and parameters."""
+    """Options of :func:`fuse` (ranx.fuse): method, score normalisation and parameters.
 
-    method: str = "rrf"
-    norm: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: list[Any] = field(default_factory=list)
-    name: str | None = None
+    ``inputs`` (YAML only) lists at least two inputs, each a pipeline file, a stage
+    mapping or a list of stages.
+    """
+
+    method: FuseMethod = "rrf"
+    norm: FuseNorm | None = None
+    params: dict[Annotated[str, Field(min_length=1)], Any] = field(default_factory=dict)
+    inputs: list[Any] = field(default_factory=list)  # YAML only; at least two (checked by build_stages)
+    name: StageName | None = None
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "FuseConfig")  # built directly in Python: the checks of from_mapping
 
 
-_RANK_METHODS = {"rrf", "rbc", "isr", "log_isr", "logn_isr", "borda_fuse", "condorcet", "bayesfuse", "posfuse", "probfuse", "segfuse", "slidefuse", "mapfuse", "w_bordafuse", "w_condorcet"}
+_RANK_METHODS = {"rrf", "rbc", "isr", "log_isr", "logn_isr", "bordafuse", "borda_fuse", "condorcet", "bayesfuse",
+                 "posfuse", "probfuse", "segfuse", "slidefuse", "mapfuse", "w_bordafuse", "w_condorcet"}
 
 
 class Fuse(Stage):
     """Fuse the runs of several stages with :func:`ranx.fuse` (RRF, CombSUM, weighted sum, ...).
 
     Each input stage receives the same incoming run. ``norm`` defaults to none for
-    rank-based methods (RRF and friends) and ``"min-max"`` for score-based ones.
+    rank-based methods (RRF and friends) and ``"min-max"`` for score-based ones. The
+    method, normalisation and parameters are checked here (``where`` prefixes errors),
+    so a typo fails before any input runs.
     """
 
     def __init__(
@@ -242,14 +315,25 @@ class Fuse(Stage):
         norm: str | None = None,
         params: dict[str, Any] | None = None,
         name: str | None = None,
+        *,
+        where: str = "fuse",
     ) -> None:
         if len(stages) < 2:
-            raise ConfigError("fuse needs at least two input stages")
+            raise ConfigError(f"{where}: fuse needs at least two input stages")
+        for s in stages:
+            if not isinstance(s, Stage):
+                raise TypeError(f"{where}: fusion inputs must be Stage objects, got {type(s).__name__}")
+        params = {} if params is None else params
+        cfg = from_mapping(FuseConfig, {"method": method, "norm": norm, "params": params, "name": name}, where)
+        # the checks of YAML fuse items; imported here, not at the top: rankkit.pipeline_yaml imports this module
+        from rankkit.pipeline_yaml import _check_fuse
+
+        _check_fuse(cfg.method, cfg.norm, cfg.params, len(stages), where)
         self.stages = list(stages)
-        self.method = method
-        self.norm = norm if norm is not None else (None if method in _RANK_METHODS else "min-max")
-        self.params = dict(params or {})
-        self.name = name or f"{method}({', '.join(s.name for s in self.stages)})"
+        self.method = cfg.method
+        self.norm = cfg.norm if cfg.norm is not None else (None if cfg.method in _RANK_METHODS else "min-max")
+        self.params = dict(cfg.params)
+        self.name = cfg.name or f"{cfg.method}({', '.join(s.name for s in self.stages)})"
 
     def __or__(self, other: Stage) -> Fuse:
         return Fuse([*self.stages, other], self.method, self.norm, self.params)
@@ -262,15 +346,12 @@ class Fuse(Stage):
         return list(self.stages)
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
-        import ranx
+        from rankkit.evaluate import (
+            fuse_runs,  # ranx over compact keys: cost independent of id length
+        )
 
-        runs = []
-        for i, stage in enumerate(self.stages):
-            r = stage(queries, run).to_ranx()
-            r.name = f"in{i}"
-            runs.append(r)
-        fused = ranx.fuse(runs=runs, norm=self.norm, method=self.method, params=self.params or None)
-        return Run.from_ranx(fused, name=self.name)
+        inputs = [stage(queries, run) for stage in self.stages]
+        return fuse_runs(inputs, method=self.method, norm=self.norm, params=self.params or None, name=self.name)
 
 
 def _push_cutoffs(stages: list[Stage]) -> list[Stage]:
@@ -313,69 +394,20 @@ def register_stage(name: str, config_cls: type) -> Callable[[StageFactory], Stag
     return deco
 
 
-def _load_builtin_stages() -> None:
-    # Importing these modules registers their stage types; done lazily (heavy deps).
-    import rankkit.retrieve.bm25  # noqa: F401
-    import rankkit.retrieve.dense  # noqa: F401
-    import rankkit.rerank.cross_encoder  # noqa: F401
-    import rankkit.rerank.setwise  # noqa: F401
-
-
-def _apply_overrides(config_cls: type, values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    names = {f for f in getattr(config_cls, "__dataclass_fields__", {})}
-    merged = {k: v for k, v in overrides.items() if k in names}
-    merged.update(values)
-    return merged
-
-
-def _relative_to(base: Path, value: Any) -> Any:
-    """A string option starting with ``./`` or ``../`` is a path relative to the YAML file's folder."""
-    if isinstance(value, str) and value.startswith(("./", "../")):
-        return str((base / value).resolve())
-    return value
-
-
-def build_stages(
-    items: Any, dataset: Any, base: Path, where: str, overrides: dict[str, Any] | None = None
-) -> list[Stage]:
-    """Turn a YAML ``stages`` list into stage objects (see :meth:`Pipeline.from_yaml`)."""
-    _load_builtin_stages()
-    overrides = overrides or {}
-    if isinstance(items, (str, dict)):
-        items = [items]
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{where}: expected a non-empty list of stages")
-    out: list[Stage] = []
-    for i, item in enumerate(items):
-        here = f"{where}[{i}]"
-        if isinstance(item, str):  # a bare reference to another pipeline file
-            item = {"pipeline": item}
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"{here}: each stage is a mapping with exactly one key (its type)")
-        (kind, values), = item.items()
-        if kind == "pipeline":
-            out.append(Pipeline.from_yaml(base / str(values), dataset, **overrides))
-        elif kind == "cutoff":
-            out.append(Cutoff(values))
-        elif kind == "fuse":
-            cfg = from_mapping(FuseConfig, values, f"{here}.fuse")
-            inputs = [
-                Pipeline(build_stages(inp, dataset, base, f"{here}.fuse.inputs[{j}]", overrides))
-                for j, inp in enumerate(cfg.inputs)
-            ]
-            out.append(Fuse(inputs, cfg.method, cfg.norm, cfg.params, cfg.name))
-        elif kind in _REGISTRY:
-            config_cls, factory = _REGISTRY[kind]
-            values = {k: _relative_to(base, v) for k, v in (values or {}).items()}
-            cfg = from_mapping(config_cls, _apply_overrides(config_cls, values, overrides), f"{here}.{kind}")
-            out.append(factory(cfg, dataset, overrides))
-        else:
-            known = ", ".join(sorted([*_REGISTRY, "pipeline", "cutoff", "fuse"]))
-            raise ConfigError(f"{here}: unknown stage type {kind!r}; known types: {known}")
-    return out
-
-
 def stage_config(stage: Stage) -> dict[str, Any] | None:
     """The dataclass config of a stage as a dict, when it has one (for run cards)."""
     cfg = getattr(stage, "config", None)
     return to_mapping(cfg) if cfg is not None else None
+
+
+#: names that moved to :mod:`rankkit.pipeline_yaml`, still importable from here
+_MOVED_TO_PIPELINE_YAML = frozenset({"MAX_INCLUDE_DEPTH", "build_stages"})
+
+
+def __getattr__(name: str) -> Any:
+    """``build_stages`` and ``MAX_INCLUDE_DEPTH`` from :mod:`rankkit.pipeline_yaml` (imported on first use: no cycle)."""
+    if name in _MOVED_TO_PIPELINE_YAML:
+        from rankkit import pipeline_yaml
+
+        return getattr(pipeline_yaml, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

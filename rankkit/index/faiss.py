@@ -55,6 +55,15 @@ def _use_gpu(gpu: bool | str, kind: str) -> bool:
     return True
 
 
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``minimum``, else :class:`ConfigError`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        small = isinstance(value, (float, np.number)) or (isinstance(value, int) and value.bit_length() <= 64)
+        shown = repr(value)[:80] if small else f"a value of type {type(value).__name__}"
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {shown}")
+    return int(value)
+
+
 class DenseIndex:
     """Docids, their embeddings and a FAISS inner-product index over them.
 
@@ -80,7 +89,7 @@ class DenseIndex:
         self.docids: list[str] = list(docids)
         self.embeddings = embeddings
         self.kind = kind
-        self.ef_search = int(ef_search)
+        self.ef_search = _check_int(ef_search, "ef_search", 1)
         self.model = model
         self.settings: dict[str, Any] = dict(settings or {})
         self._rows: dict[str, int] | None = None
@@ -122,7 +131,11 @@ class DenseIndex:
         smaller). Docids must be unique.
         """
         if kind not in KINDS:
-            raise ConfigError(f"unknown dense index kind {kind!r}; choose one of {', '.join(KINDS)}")
+            shown = repr(kind[:80]) if isinstance(kind, str) else f"of type {type(kind).__name__}"
+            raise ConfigError(f"unknown dense index kind {shown}; choose one of {', '.join(KINDS)}")
+        hnsw_m = _check_int(hnsw_m, "hnsw_m", 2)
+        ef_construction = _check_int(ef_construction, "ef_construction", 1)
+        _check_int(ef_search, "ef_search", 1)
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(docids):
             raise ValueError(f"embeddings of shape {emb.shape} do not match {len(docids)} docids")
@@ -152,7 +165,7 @@ class DenseIndex:
             q = q[None, :]
         if q.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {q.shape[1]}, the index {self.dim}")
-        k = min(int(k), len(self))
+        k = min(_check_int(k, "k", 0), len(self))
         if k < 1 or len(q) == 0:
             return np.zeros((len(q), max(k, 0)), dtype=np.float32), [[] for _ in range(len(q))]
         if self.kind == "hnsw":

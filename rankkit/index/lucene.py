@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -114,9 +115,16 @@ def _quiet_java_logging() -> None:
         _JAVA_LOGGERS.append(jul)
 
 
+STEMMERS = ("porter", "krovetz", "none")
+
+
 @dataclass(frozen=True)
 class IndexSettings:
-    """How a corpus is indexed: ``multifield`` keeps title and text as separate fields."""
+    """How a corpus is indexed: ``multifield`` keeps title and text as separate fields.
+
+    Flags are booleans, ``stemmer`` is one of :data:`STEMMERS` and ``threads`` an integer
+    >= 1; anything else raises :class:`ConfigError` here, before the JVM starts.
+    """
 
     multifield: bool = False
     stemmer: str = "porter"
@@ -124,6 +132,39 @@ class IndexSettings:
     store_docvectors: bool = True
     store_raw: bool = True
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        for key in ("multifield", "stopwords", "store_docvectors", "store_raw"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"index settings: {key} must be true or false, got {_brief(getattr(self, key))}")
+        if self.stemmer not in STEMMERS:
+            raise ConfigError(f"index settings: stemmer must be one of {', '.join(STEMMERS)}, "
+                              f"got {_brief(self.stemmer)}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ConfigError(f"index settings: threads must be an integer >= 1, got {_brief(self.threads)}")
+
+
+def _brief(value: Any) -> str:
+    """A bounded repr of a value for an error message (never walks a container)."""
+    if isinstance(value, str):
+        return repr(value[:80]) + ("..." if len(value) > 80 else "")
+    if isinstance(value, (bool, float, type(None))) or (isinstance(value, int) and value.bit_length() <= 64):
+        return repr(value)
+    return f"a value of type {type(value).__name__}"
+
+
+def check_bm25_params(k1: Any, b: Any) -> tuple[float, float]:
+    """``(k1, b)`` as floats if ``k1`` is a finite number >= 0 and ``b`` one in [0, 1] (Lucene's
+    ranges), else :class:`ConfigError`: raised here rather than as a Java exception from the searcher.
+    """
+    def ok(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not (ok(k1) and k1 >= 0):
+        raise ConfigError(f"BM25 k1 must be a finite number >= 0, got {_brief(k1)}")
+    if not (ok(b) and 0 <= b <= 1):
+        raise ConfigError(f"BM25 b must be a number in [0, 1], got {_brief(b)}")
+    return float(k1), float(b)
 
 
 def _anserini_version() -> str:
@@ -268,7 +309,8 @@ class LuceneIndex:
         return cls(target, {**manifest, "complete": True})
 
     def searcher(self, k1: float = 0.9, b: float = 0.4) -> Any:
-        """A Pyserini ``LuceneSearcher`` on this index with BM25(k1, b)."""
+        """A Pyserini ``LuceneSearcher`` on this index with BM25(k1, b) (checked by :func:`check_bm25_params`)."""
+        k1, b = check_bm25_params(k1, b)
         start_jvm()
         from pyserini.search.lucene import LuceneSearcher
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rankkit.config import from_mapping
+from rankkit.config import Device, PositiveInt, Precision, from_mapping, validate_fields
 from rankkit.errors import ConfigError
-from rankkit.pipeline import Stage, register_stage
+from rankkit.pipeline import PathStr, Stage, StageName, register_stage, short_repr
 from rankkit.precision import check_precision
 from rankkit.types import Query, Run
 
@@ -35,24 +35,27 @@ log = logging.getLogger(__name__)
 class RerankerOptions:
     """Options every reranker has: candidates per query (``depth``; ``None``: all), ``batch_size``,
     ``device`` (``auto``: CUDA when present), ``precision`` (:mod:`rankkit.precision`),
-    ``show_progress``, ``cache_dir`` (content-keyed cache) and ``name``.
+    ``show_progress``, ``cache_dir`` (content-keyed cache) and ``name``. ``depth`` and
+    ``batch_size`` are integers >= 1; ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     """
 
-    depth: int | None = 100
-    batch_size: int = 64
-    device: str = "auto"
-    precision: str = "auto"
+    depth: PositiveInt | None = 100
+    batch_size: PositiveInt = 64
+    device: Device = "auto"
+    precision: Precision = "auto"
     show_progress: bool = True
-    cache_dir: str | None = None
-    name: str | None = None
+    cache_dir: PathStr | None = None
+    name: StageName | None = None
 
     def __post_init__(self) -> None:
+        # A config built directly in Python (or by dataclasses.replace) gets the checks of from_mapping.
+        validate_fields(self, type(self).__name__)
         for key in ("depth", "batch_size"):
             value = getattr(self, key)
             if value is None and key == "depth":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+                raise ValueError(f"{key} must be an integer >= 1, got {short_repr(value)}")
         check_precision(self.precision)
 
 
@@ -74,6 +77,8 @@ class Reranker(Stage):
             raise ConfigError(f"give {where} either a config or keyword options, not both")
         if config is None:
             config = from_mapping(self.config_class, options, where)
+        elif not isinstance(config, self.config_class):
+            raise ConfigError(f"{where}: config must be a {self.config_class.__name__}, got {type(config).__name__}")
         self.dataset = dataset
         self.config = config
         self.name = config.name or self.kind

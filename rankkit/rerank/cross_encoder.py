@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
 
 from rankkit.cache import RunCache
+from rankkit.config import PositiveInt, Probability
 from rankkit.errors import ConfigError
 from rankkit.models import model_identity, resolve_model
+from rankkit.pipeline import PathStr, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.rerank.interpolate import interpolate
 from rankkit.types import Run
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from rankkit.rerank.ce_model import CrossEncoderModel
 
 log = logging.getLogger(__name__)
+
+_MODEL = "given: a trained rankkit folder or an HF sequence-classification model id or path"
 
 
 @dataclass
@@ -42,18 +48,19 @@ class CrossEncoderConfig(RerankerOptions):
     (``precision: auto`` is bf16 on CUDA, fp32 on CPU).
     """
 
-    model: str = ""
-    base: str | None = None
-    max_length: int | None = None
-    interpolate: float | str | None = None
+    model: Annotated[str, Field(min_length=1, max_length=4096, description=_MODEL)] = ""
+    base: PathStr | None = None
+    max_length: PositiveInt | None = None
+    interpolate: Probability | Literal["auto"] | None = None
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.model:
+        if not self.model:  # before the field checks, which would only say "a non-empty string"
             raise ValueError("model is required (a trained rankkit folder or an HF sequence-classification model)")
+        super().__post_init__()
         w = self.interpolate
-        if w is not None and w != "auto" and not (isinstance(w, (int, float)) and 0 <= w <= 1):
-            raise ValueError(f"interpolate must be null, 'auto' or a weight in [0, 1], got {w!r}")
+        if w is not None and w != "auto" and not (isinstance(w, (int, float)) and not isinstance(w, bool)
+                                                  and 0 <= w <= 1):
+            raise ValueError(f"interpolate must be null, 'auto' or a weight in [0, 1], got {short_repr(w)}")
 
 
 class CrossEncoder(Reranker):

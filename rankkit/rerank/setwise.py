@@ -21,8 +21,10 @@ import random
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from rankkit.config import NonNegativeFloat, PositiveInt, Seed
+from rankkit.pipeline import PathStr, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.rerank.setwise_prompt import load_template, saved_template, truncate_texts
 from rankkit.rerank.setwise_sort import SORTS, drive
@@ -52,31 +54,31 @@ class SetwiseConfig(RerankerOptions):
     :class:`~rankkit.rerank.base.RerankerOptions`.
     """
 
-    model: str = "smollm2"
-    adapter: str | None = None
-    template: str | None = None
-    method: str = "heapsort"
-    num_child: int = 3
-    k: int = 10
-    depth: int | None = 20
-    passage_tokens: int | None = 96
-    query_tokens: int | None = 64
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    parse: str = "lenient"
+    model: PathStr = "smollm2"
+    adapter: PathStr | None = None
+    template: PathStr | None = None
+    method: Literal["heapsort", "bubblesort"] = "heapsort"
+    num_child: PositiveInt = 3
+    k: PositiveInt = 10
+    depth: PositiveInt | None = 20
+    passage_tokens: PositiveInt | None = 96
+    query_tokens: PositiveInt | None = 64
+    max_new_tokens: PositiveInt = 128
+    temperature: NonNegativeFloat = 0.0
+    parse: Literal["strict", "lenient"] = "lenient"
     shuffle: bool = True
-    seed: int = 0
-    batch_size: int = 16
+    seed: Seed = 0
+    batch_size: PositiveInt = 16
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.method not in SORTS:
-            raise ValueError(f"method must be one of {', '.join(SORTS)}, got {self.method!r}")
+            raise ValueError(f"method must be one of {', '.join(SORTS)}, got {short_repr(self.method)}")
         if self.parse not in ("strict", "lenient"):
-            raise ValueError(f"parse must be strict or lenient, got {self.parse!r}")
+            raise ValueError(f"parse must be strict or lenient, got {short_repr(self.parse)}")
         for key in ("num_child", "k", "max_new_tokens"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ValueError(f"{key} must be >= 1, got {short_repr(getattr(self, key))}")
 
 
 class Setwise(Reranker):

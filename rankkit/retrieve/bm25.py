@@ -21,37 +21,51 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
+from rankkit.config import NonNegativeFloat, PositiveInt, Probability, validate_fields
 from rankkit.errors import ConfigError
 from rankkit.index.lucene import IndexSettings, LuceneIndex
-from rankkit.pipeline import Stage, register_stage
+from rankkit.pipeline import PathStr, Stage, StageName, register_stage
 from rankkit.types import Query, Run, rank_items
 
 log = logging.getLogger(__name__)
 
 
+#: A Lucene field name (e.g. ``contents``, ``title``).
+FieldName = Annotated[str, Field(min_length=1, max_length=200)]
+#: Hits per query: an integer >= 1 (the phrase keeps the message "hits must be >= 1 ...").
+Hits = Annotated[int, Field(ge=1, description=">= 1 (an integer)")]
+
+
 @dataclass
 class BM25Config:
-    """Options of the BM25 stage (one source of truth for Python, YAML and CLI)."""
+    """Options of the BM25 stage (one source of truth for Python, YAML and CLI).
 
-    k1: float = 0.9
-    b: float = 0.4
-    hits: int = 1000
-    search_depth: int | None = None
+    ``k1`` is a finite number >= 0 and ``b`` one in [0, 1] (Lucene's BM25 ranges);
+    ``hits``, ``search_depth`` (>= ``hits``), ``threads`` and ``batch_size`` are integers
+    >= 1; ``fields`` maps Lucene field names to finite boosts >= 0.
+    """
+
+    k1: NonNegativeFloat = 0.9
+    b: Probability = 0.4
+    hits: Hits = 1000
+    search_depth: PositiveInt | None = None
     multifield: bool = False
-    fields: dict[str, float] = field(default_factory=dict)
+    fields: dict[FieldName, NonNegativeFloat] = field(default_factory=dict)
     remove_query: bool = False
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
-    batch_size: int = 64
-    index: str | None = None
+    threads: PositiveInt = field(default_factory=lambda: os.cpu_count() or 1)
+    batch_size: PositiveInt = 64
+    index: PathStr | None = None
     show_progress: bool = True
-    cache_dir: str | None = None
-    name: str | None = None
+    cache_dir: PathStr | None = None
+    name: StageName | None = None
 
     def __post_init__(self) -> None:
+        validate_fields(self, "BM25Config")  # a config built directly in Python gets the checks of from_mapping
         if self.hits < 1:
             raise ValueError(f"hits must be >= 1, got {self.hits}")
         if self.search_depth is not None and self.search_depth < self.hits:
@@ -75,7 +89,14 @@ class BM25(Stage):
     def __init__(self, dataset: Any = None, **options: Any) -> None:
         from rankkit.config import from_mapping
 
-        self.config = options.pop("config", None) or from_mapping(BM25Config, options, "BM25")
+        config = options.pop("config", None)
+        if config is not None and options:
+            raise ConfigError(f"give BM25 either a config or keyword options, not both (got {', '.join(options)})")
+        if config is None:
+            config = from_mapping(BM25Config, options, "BM25")
+        elif not isinstance(config, BM25Config):
+            raise ConfigError(f"BM25: config must be a BM25Config, got {type(config).__name__}")
+        self.config: BM25Config = config
         self.dataset = dataset
         if dataset is None and self.config.index is None:
             raise ConfigError("BM25 needs a dataset (to index its corpus) or an index path")

@@ -26,14 +26,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from rankkit import settings
+from rankkit.config import PositiveInt
 from rankkit.errors import ConfigError, DatasetError, IndexMissingError
 from rankkit.models import MINILM_ID, model_identity, resolve_device, resolve_model
-from rankkit.pipeline import Stage
+from rankkit.pipeline import PathStr, Stage, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.types import Document, Query, Run
 
@@ -164,22 +166,24 @@ class DenseConfig(RerankerOptions):
     ``"always"`` (require an incoming run). As a reranker it rescores the top ``depth``
     candidates (default: all of them). ``cache_dir`` roots both the index cache and the
     run cache (default: the index under ``RANKKIT_CACHE_DIR``, no run cache). The shared
-    options are :class:`~rankkit.rerank.base.RerankerOptions`.
+    options are :class:`~rankkit.rerank.base.RerankerOptions`. ``hits``, ``max_length``,
+    ``ef_construction`` and ``ef_search`` are integers >= 1, ``hnsw_m`` one >= 2; ``gpu`` is
+    ``true``, ``false`` or ``"auto"``.
     """
 
-    depth: int | None = None
-    model: str = MINILM_ID
-    max_length: int = 256
+    depth: PositiveInt | None = None
+    model: PathStr = MINILM_ID
+    max_length: PositiveInt = 256
     normalize: bool = False
-    query_prefix: str = ""
-    doc_prefix: str = ""
-    hits: int = 1000
-    index: str = "flat"
-    hnsw_m: int = 32
-    ef_construction: int = 40
-    ef_search: int = 128
-    gpu: bool | str = "auto"
-    rerank: str = "auto"
+    query_prefix: Annotated[str, Field(max_length=1000)] = ""
+    doc_prefix: Annotated[str, Field(max_length=1000)] = ""
+    hits: PositiveInt = 1000
+    index: Literal["flat", "hnsw"] = "flat"
+    hnsw_m: Annotated[int, Field(ge=2)] = 32
+    ef_construction: PositiveInt = 40
+    ef_search: PositiveInt = 128
+    gpu: bool | Literal["auto"] = "auto"
+    rerank: Literal["auto", "never", "always"] = "auto"
     encode_candidates: bool = False
 
     def __post_init__(self) -> None:
@@ -187,9 +191,9 @@ class DenseConfig(RerankerOptions):
         if self.hits < 1 or self.max_length < 1:
             raise ValueError("hits and max_length must be >= 1")
         if self.index not in ("flat", "hnsw"):
-            raise ValueError(f"index must be 'flat' or 'hnsw', got {self.index!r}")
+            raise ValueError(f"index must be 'flat' or 'hnsw', got {short_repr(self.index)}")
         if self.rerank not in _RERANK_MODES:
-            raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {self.rerank!r}")
+            raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {short_repr(self.rerank)}")
 
 
 class Dense(Reranker):
