@@ -21,7 +21,12 @@ from rankkit.errors import RankkitError
 log = logging.getLogger("rankkit")
 
 
+_VERBOSITY = 0  # set by the group callback; main() shows full tracebacks at -vv
+
+
 def _setup_logging(verbose: int) -> None:
+    global _VERBOSITY
+    _VERBOSITY = verbose
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rankkit").setLevel(level)
@@ -234,26 +239,70 @@ def reproduce_cmd(matrix: str, only: str | None, output: str | None, quiet: bool
         sys.exit(1)
 
 
-from rankkit.cli_train import register as _register_train  # noqa: E402
+from rankkit.cli_train import register as _register_train
 
 _register_train(app)
 
 
+def _one_line(message: object) -> str:
+    """A message on one line (multi-line messages joined with '; '), at most 2,000 characters."""
+    text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def _write_traceback() -> Path | None:
+    """Write the current exception's traceback to a file in the temp folder; its path, or None."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"rankkit-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(f"rankkit {' '.join(sys.argv[1:])}\n\n")
+            traceback.print_exc(file=fh)
+        return Path(name)
+    except OSError:
+        return None
+
+
 def main() -> None:
-    """Console entry point: run the CLI, turning rankkit errors into one-line messages (exit 2)."""
+    """Console entry point: one line per error, never a raw traceback unless ``-vv``.
+
+    Bad input (a :class:`RankkitError`, a click usage error, a file the OS refuses) prints
+    ``error: <what is wrong>`` and exits 2. An unexpected internal error prints one line
+    and the path of a file holding the full traceback, and exits 1; with ``-vv`` the
+    traceback is printed instead.
+    """
     try:
         app(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except RankkitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
     except SystemExit:
         raise
+    except RankkitError as exc:
+        if _VERBOSITY >= 2:
+            raise
+        click.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a path the OS refuses (missing, a folder, no permission, disk full)
+        if _VERBOSITY >= 2:
+            raise
+        click.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        if _VERBOSITY >= 2:
+            raise
+        where = _write_traceback()
+        tail = f" (full traceback: {where}; or run again with -vv)" if where else " (run again with -vv)"
+        click.echo(f"internal error: {type(exc).__name__}: {_one_line(exc)[:500]}{tail}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
