@@ -232,13 +232,19 @@ def test_bad_set_values_fail_before_anything_loads(train_folder: Path, tmp_path:
     path.write_text(f"model: minilm\ndata: {{dataset: {train_folder}, split: train, "
                     f"first_stage: {ROOT / 'pipelines' / 'bm25.yaml'}}}\n")
     proc = subprocess.run([*RANKKIT, "train", "reranker", "--config", str(path), "--output", str(tmp_path / "out"),
-                           "--set", "data.dev=2.0", "--set", "epochs=1.5", "--set", "device=tpu9"],
+                           "--set", "data.dev=2.0", "--set", "epochs=1.5", "--set", "device=tpu9",
+                           "--set", "lr=fast", "--set", "lora.target_modules=5", "--set", "model.max_length=-5",
+                           "--set", "warmup_steps=-10"],
                           capture_output=True, text=True, cwd=ROOT, env=_fresh_env(tmp_path), timeout=60)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()  # every problem, joined on one line
-    assert line.startswith(f"error: {path}: data.dev must be a fraction in (0, 1), a query count >= 1, "
-                           "a dataset id or path, or null, got 2.0"), line
+    assert line.startswith(f"error: {path}: ")
+    assert f"{path}: data.dev must be a fraction in (0, 1), a query count >= 1, a dataset id or path, or null, " \
+           "got 2.0" in line, line
     assert "epochs must be an integer >= 1, got 1.5" in line and "device must be one of auto, cpu, cuda" in line
+    for problem in ("lr must be a number > 0, got 'fast'", "lora.target_modules must be a non-empty list",
+                    "model.max_length must be an integer >= 8, got -5", "warmup_steps must be an integer >= 0"):
+        assert problem in line, line
     assert not (tmp_path / "out").exists() and _written(tmp_path / "cache") == []
 
 
