@@ -18,9 +18,9 @@ run and the qrels (as a renaming in Python produces), so the figures measure
 rankkit's work, not the hashing of thousands of copies of one 100 kB string.
 
 - Equality: ``rankkit.evaluate`` on each renamed pair must give the same means and
-  per-query values as on the original ids, bit for bit; and the same means as the
-  evaluation before compact keys (ranx on the original ids, ``make_comparable=True``:
-  ranx's tie order depends on how often it sorts, so the reference must match exactly).
+  per-query values as on the original ids, bit for bit (both renamings keep the ids'
+  sorted order, so tied scores rank alike); and the same means as ranx called on the
+  original ids with the ties put in trec_eval's order (:func:`before`).
 - Speed: after one warm-up call each (numba cache load, first compile), ``--rounds``
   rounds alternate short, suffix and prefix ids; wall time of ``rankkit.evaluate`` per
   round and the median per layout. The bar: long / short <= 2.
@@ -92,11 +92,20 @@ def build(depth: int, seed: int) -> tuple[dict[str, dict[str, int]], dict[str, d
 
 
 def long_names(docids: set[str], length: int, layout: str) -> dict[str, str]:
-    """docid -> a unique id of ``length`` characters (``suffix``: docid first; ``prefix``: docid last)."""
+    """docid -> a unique id of ``length`` characters (``suffix``: docid first; ``prefix``: docid last).
+
+    Both renamings keep the ids' sorted order, so tied scores rank the same way (trec_eval
+    breaks ties by docid): ``suffix`` appends ``/`` and filler (``/`` sorts before every
+    character of the ids); ``prefix`` puts the filler first and the docid's position in
+    sorted order, zero-padded, last.
+    """
     out = {}
-    for d in sorted(docids):
-        fill = "x" * (length - len(d) - 1)
-        out[d] = f"{d}/{fill}" if layout == "suffix" else f"{fill}/{d}"
+    for i, d in enumerate(sorted(docids)):
+        if layout == "suffix":
+            out[d] = f"{d}/{'x' * (length - len(d) - 1)}"
+        else:
+            tail = f"{i:08d}"
+            out[d] = f"{'x' * (length - len(tail) - 1)}/{tail}"
     return out
 
 
@@ -134,12 +143,18 @@ def _rss_mb() -> float:
 
 
 def before(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> dict[str, float]:
-    """Mean metrics the way ``rankkit.evaluate`` computed them before compact keys: ranx on the ids themselves."""
+    """Reference means: ranx on the ids themselves (no compact keys), ties put in trec_eval's order.
+
+    The scores are replaced by ``n - rank`` in :meth:`Run.ranked` order (score descending, ties
+    by docid descending), as ``rankkit.evaluate`` does; ranx's own sort of tied scores is unstable.
+    """
     import ranx
 
-    from rankkit.types import Qrels
+    from rankkit.types import Qrels, Run
 
-    rr = ranx.Run.from_dict({q: dict(run[q]) if q in run else {} for q in qrels})
+    ranked = Run({q: run[q] for q in qrels if q in run})
+    rr = ranx.Run.from_dict({q: {d: float(len(r) - i) for i, (d, _) in enumerate(r)}
+                             for q in qrels for r in [ranked.ranked(q) if q in ranked else []]})
     values = ranx.evaluate(Qrels(qrels).to_ranx(), rr, METRICS, make_comparable=True)
     return {m: float(v) for m, v in values.items()}
 

@@ -26,10 +26,10 @@ pairing of significance tests) is unchanged; the metrics are bit-identical to ra
 the original ids, and the fixed width means one compiled kernel serves every collection.
 
 Ties: ranx ranks a query's documents by score with an unstable sort over the run's
-insertion order (sorting again in ``make_comparable``); docid strings play no part, so
-document keys are simply numbered as first seen and the tie order is kept. For tied
-scores this order can differ from trec_eval's (docid descending), which
-:meth:`rankkit.types.Run.ranked` follows.
+insertion order (sorting again in ``make_comparable``), so tied documents would come out
+in an arbitrary order. Evaluation hands ranx ``n - rank`` in :meth:`rankkit.types.Run.ranked`
+order instead of the scores, which is trec_eval's order (score descending, ties by docid
+descending); ranx's metrics depend on the order only. Fusion keeps the real scores.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class _Compact:
     Query keys follow the qids' sorted order: ranx sorts queries by key, and that order
     fixes the summation order of the means and the pairing in significance tests.
     Document keys are numbered as first seen: ranx orders a query's documents by score
-    and insertion position only (ties included), never by docid.
+    and insertion position only, never by docid (evaluation passes rank-order scores).
     """
 
     def __init__(self, qids: Iterable[str], docids: Iterable[str]) -> None:
@@ -107,12 +107,24 @@ class _Compact:
         qk, dk = self.q.key, self.d.key
         return ranx.Qrels.from_dict({qk[q]: {dk[d]: max(g, 0) for d, g in docs.items()} for q, docs in qrels.items()})
 
-    def run(self, run: Run, qids: Iterable[str], name: str | None = None) -> Any:
-        """A ranx.Run over keys for ``qids`` (empty results where ``run`` lacks one), insertion order kept."""
+    def run(self, run: Run, qids: Iterable[str], name: str | None = None, by_rank: bool = False) -> Any:
+        """A ranx.Run over keys for ``qids`` (empty results where ``run`` lacks one).
+
+        ``by_rank`` (evaluation): each document's score is replaced by ``n - rank`` in
+        :meth:`Run.ranked` order, so ranx, whose sort of tied scores is not stable, sees
+        exactly trec_eval's order (score descending, ties by docid descending). Every ranx
+        metric depends on the order only. Fusion keeps the real scores.
+        """
         import ranx
 
         qk, dk = self.q.key, self.d.key
-        data = {qk[q]: {dk[d]: s for d, s in run[q].items()} if q in run else {} for q in qids}
+        if by_rank:
+            data = {}
+            for q in qids:
+                ranked = run.ranked(q) if q in run else []
+                data[qk[q]] = {dk[d]: float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
+        else:
+            data = {qk[q]: {dk[d]: s for d, s in run[q].items()} if q in run else {} for q in qids}
         rr = ranx.Run.from_dict(data)
         rr.name = run.name if name is None else name
         return rr
@@ -192,7 +204,7 @@ def evaluate(
     _check_qrels(qrels)
     _check_run(run, qrels)
     keys = _Compact.for_evaluation(qrels, [run])
-    rq, rr = keys.qrels(qrels), keys.run(run, qrels)
+    rq, rr = keys.qrels(qrels), keys.run(run, qrels, by_rank=True)
     if per_query:
         scores = ranx.evaluate(rq, rr, metrics, return_mean=False, make_comparable=True)
         if len(metrics) == 1:
@@ -348,7 +360,7 @@ def compare(
         _check_run(r, qrels)
     keys = _Compact.for_evaluation(qrels, runs)
     rq = keys.qrels(qrels)
-    ranx_runs = [keys.run(r, qrels) for r in runs]
+    ranx_runs = [keys.run(r, qrels, by_rank=True) for r in runs]
     report = ranx.compare(rq, ranx_runs, metrics, stat_test=stat_test, n_permutations=n_permutations,
                           max_p=alpha, random_seed=seed, make_comparable=True)
     qids = keys.qids_back(rq.keys())

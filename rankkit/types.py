@@ -44,22 +44,31 @@ class Document:
         return f"{self.title} {self.text}".strip() if self.title else self.text
 
 
-def _rank_key(item: tuple[str, float]) -> tuple[float, _Desc]:
-    return (-item[1], _Desc(item[0]))
+def _score(item: tuple[str, float]) -> float:
+    return item[1]
 
 
-class _Desc(str):
-    """A string that sorts in reverse order (docid tie-break, as trec_eval)."""
-
-    __slots__ = ()
-
-    def __lt__(self, other: str) -> bool:  # type: ignore[override]
-        return str.__gt__(self, other)
+def _docid(item: tuple[str, float]) -> str:
+    return item[0]
 
 
 def rank_items(docs: Mapping[str, float]) -> list[tuple[str, float]]:
-    """Return ``(docid, score)`` pairs in rank order: score descending, ties by docid descending."""
-    return sorted(docs.items(), key=_rank_key)
+    """Return ``(docid, score)`` pairs in rank order: score descending, ties by docid descending.
+
+    One C-level sort by score, then docids are compared only inside runs of equal scores
+    (trec_eval's tie-break), so the cost does not grow with the length of the ids unless
+    they tie, and no id is copied.
+    """
+    items = sorted(docs.items(), key=_score, reverse=True)
+    start, n = 0, len(items)
+    while start < n:
+        end, score = start + 1, items[start][1]
+        while end < n and items[end][1] == score:
+            end += 1
+        if end - start > 1:
+            items[start:end] = sorted(items[start:end], key=_docid, reverse=True)
+        start = end
+    return items
 
 
 class _Nested(Mapping[str, Mapping[str, Any]]):

@@ -140,11 +140,20 @@ def test_package_evaluate_is_the_function_even_after_module_import() -> None:
 # --- compact keys: ranx sees short fixed-width keys, never the ids ---------------------------------
 
 
+def _by_rank(run: Run, qrels: Qrels) -> dict[str, dict[str, float]]:
+    """The run's scores replaced by ``n - rank`` in trec_eval's order (ties by docid descending)."""
+    out = {}
+    for q in qrels:
+        ranked = run.ranked(q) if q in run else []
+        out[q] = {d: float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
+    return out
+
+
 def _old_evaluate(run: Run, qrels: Qrels, metrics: list[str]) -> dict[str, dict[str, float]]:
-    """The evaluation before compact keys: ranx on the original ids (per query, in ranx's query order)."""
+    """The reference: ranx on the original ids, ties put in trec_eval's order (per query, ranx's query order)."""
     import ranx
 
-    rr = ranx.Run.from_dict({q: dict(run[q]) if q in run else {} for q in qrels})
+    rr = ranx.Run.from_dict(_by_rank(run, qrels))
     rq = qrels.to_ranx()
     scores = ranx.evaluate(rq, rr, metrics, return_mean=False, make_comparable=True)
     return {m: dict(zip(list(rq.keys()), map(float, scores[m]), strict=True)) for m in metrics}
@@ -153,7 +162,7 @@ def _old_evaluate(run: Run, qrels: Qrels, metrics: list[str]) -> dict[str, dict[
 def _old_means(run: Run, qrels: Qrels, metrics: list[str]) -> dict[str, float]:
     import ranx
 
-    rr = ranx.Run.from_dict({q: dict(run[q]) if q in run else {} for q in qrels})
+    rr = ranx.Run.from_dict(_by_rank(run, qrels))
     values = ranx.evaluate(qrels.to_ranx(), rr, metrics, make_comparable=True)
     return {m: float(values[m]) for m in metrics}
 
@@ -203,15 +212,13 @@ def test_tie_order_is_unchanged_by_the_keys() -> None:
     qrels, run = _tied_runs()
     before = _old_evaluate(run, qrels, METRICS)
     assert evaluate(run, qrels, METRICS, per_query=True) == before
-    # ties matter here: the same run inserted in the opposite order scores differently ...
+    # ties are ordered by docid (trec_eval), so the insertion order of the run changes nothing ...
     flipped = Run({q: dict(reversed(list(docs.items()))) for q, docs in run.items()}, name="tied")
-    assert _old_evaluate(flipped, qrels, METRICS) != before
-    assert evaluate(flipped, qrels, METRICS, per_query=True) == _old_evaluate(flipped, qrels, METRICS)
-    # ... and docids renamed so that their order is reversed (keys numbered the other way) change nothing
+    assert evaluate(flipped, qrels, METRICS, per_query=True) == before
+    # ... while docids renamed so that their order is reversed do change tied ranks, exactly as the reference
     rev = {f"d{i:03d}": f"e{999 - i:03d}" for i in range(60)}
-    renamed = evaluate(_rename(run, str, rev.__getitem__), _rename(qrels, str, rev.__getitem__), METRICS,
-                       per_query=True)
-    assert renamed == before
+    run_r, qrels_r = _rename(run, str, rev.__getitem__), _rename(qrels, str, rev.__getitem__)
+    assert evaluate(run_r, qrels_r, METRICS, per_query=True) == _old_evaluate(run_r, qrels_r, METRICS)
 
 
 @pytest.mark.slow
@@ -351,3 +358,33 @@ def test_empty_qrels_and_bad_metrics_raise_clear_errors() -> None:
         evaluate(run, qrels, [])
     valid = ["ndcg@10-l2", "rbp.95", "r-precision", "map", "hit_rate@3"]
     assert _metric_list(valid) == valid and _metric_list("mrr@10") == ["mrr@10"]
+
+
+def test_tied_scores_follow_trec_eval_order() -> None:
+    """Ties rank by docid descending (trec_eval's order, and Run.ranked's), whatever ranx's own sort does."""
+    qrels = Qrels({"q1": {"d1": 1}, "q2": {"b": 1}})
+    run = Run({"q1": {"d1": 1.0, "d2": 1.0, "d3": 1.0}, "q2": {"a": 2.0, "b": 1.0, "c": 1.0, "z": 1.0}})
+    per_query = evaluate(run, qrels, ["mrr", "precision@1"], per_query=True)
+    assert per_query["mrr"] == {"q1": 1 / 3, "q2": 1 / 4}
+    assert per_query["precision@1"] == {"q1": 0.0, "q2": 0.0}
+
+
+@pytest.mark.slow
+def test_tied_run_equals_java_trec_eval(tmp_path: Path) -> None:
+    """A run with many ties (scores rounded to one decimal) scores as Java trec_eval scores it."""
+    import random
+
+    from rankkit.index.lucene import trec_eval
+
+    rng = random.Random(3)
+    qrels = Qrels({f"q{q}": {f"d{d}": rng.randint(0, 2) for d in rng.sample(range(60), 8)} for q in range(40)})
+    run = Run({f"q{q}": {f"d{d}": round(rng.random(), 1) for d in rng.sample(range(60), 30)} for q in range(40)})
+    run.to_trec(tmp_path / "run.trec")
+    qrels.to_trec(tmp_path / "qrels.txt")
+    ours = evaluate(run, qrels, ["ndcg@10", "map@100", "mrr"])
+    out = trec_eval(["-c", "-m", "ndcg_cut.10", "-m", "map", "-m", "recip_rank", str(tmp_path / "qrels.txt"),
+                     str(tmp_path / "run.trec")])
+    java = {line.split()[0]: float(line.split()[2]) for line in out.splitlines() if line.strip()}
+    assert ours["ndcg@10"] == pytest.approx(java["ndcg_cut_10"], abs=1e-4)
+    assert ours["map@100"] == pytest.approx(java["map"], abs=1e-4)
+    assert ours["mrr"] == pytest.approx(java["recip_rank"], abs=1e-4)

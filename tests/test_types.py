@@ -157,3 +157,22 @@ def test_qrels_mixed_column_counts_name_the_line(tmp_path) -> None:
     path.write_text("q1 0 d1 1\nq1 0 d2\n")
     with pytest.raises(FormatError, match=r"mixed\.txt:2: expected 4 columns"):
         Qrels.from_trec(path)
+
+
+def test_rank_items_equals_brute_force_order() -> None:
+    """Score descending, ties by docid descending (trec_eval), against a comparison-function sort."""
+    import functools
+    import random
+
+    from rankkit.types import rank_items
+
+    def cmp(a: tuple[str, float], b: tuple[str, float]) -> int:
+        if a[1] != b[1]:
+            return -1 if a[1] > b[1] else 1
+        return -1 if a[0] > b[0] else (1 if a[0] < b[0] else 0)
+
+    rng = random.Random(5)
+    for _ in range(200):
+        docs = {f"d{rng.randint(0, 300)}": rng.choice([0.0, -0.0, 1.0, 0.5, rng.random(), float(rng.randint(-3, 3))])
+                for _ in range(rng.randint(0, 80))}
+        assert rank_items(docs) == sorted(docs.items(), key=functools.cmp_to_key(cmp))
