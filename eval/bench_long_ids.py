@@ -274,7 +274,7 @@ def _markdown(res: dict[str, Any]) -> str:
                      f"{'yes' if b['identical'][key] else 'NO'} |")
     worst = max(b["ratio_vs_short"][k] for k in ("suffix", "prefix"))
     lines += ["", f"Bar (long / short <= 2): {'met' if worst <= 2 else 'MISSED'} (worst {worst:.2f}x). Means equal "
-              "the old evaluation (ranx on the original ids) bit for bit: "
+              "ranx on the original ids (ties in trec_eval's order) bit for bit: "
               f"{'yes' if b['identical']['before_on_original_ids'] else 'NO'}. "
               f"Peak RSS {b['peak_rss_mb']:.0f} MB (both {n:,}-char renamings held at once).", ""]
     if old:
