@@ -165,8 +165,9 @@ def eval_cmd(runs: tuple[str, ...], qrels: str, split: str | None, metrics: tupl
     report: dict[str, Any]
     if len(loaded) == 1:
         values = evaluate(loaded[0], qrels_obj, metric_list)
+        # disable_numparse: tabulate would re-parse "0.6050" as a number and print 0.605
         click.echo(tabulate([[loaded[0].name, *[f"{values[m]:.4f}" for m in metric_list]]],
-                            headers=["run", *metric_list], tablefmt="github"))
+                            headers=["run", *metric_list], tablefmt="github", disable_numparse=True))
         report = {"results": {loaded[0].name: values}}
     else:
         comparison = compare(loaded, qrels_obj, metric_list, baseline=baseline, stat_test=stat_test,
@@ -227,7 +228,7 @@ def reproduce_cmd(matrix: str, only: str | None, output: str | None, quiet: bool
     rows = [[r["name"], r["metric"], f"{r['expected']:.4f}", f"{r['measured']:.4f}", f"±{r['tolerance']}",
              "ok" if r["ok"] else "DRIFT"] for r in results]
     click.echo(tabulate(rows, headers=["row", "metric", "expected", "measured", "tolerance", "status"],
-                        tablefmt="github"))
+                        tablefmt="github", disable_numparse=True))
     if output:
         write_json({"results": results, "run_card": run_card({"matrix": matrix}, None, time.perf_counter() - t0)},
                    output)

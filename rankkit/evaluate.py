@@ -306,7 +306,9 @@ class Comparison:
             rows.append(row)
         note = (f"* = significant vs {self.baseline!r} ({self.stat_test} paired test, "
                 f"{self.correction} correction, alpha={self.alpha}); p shown otherwise")
-        return tabulate(rows, headers=["run", *self.metrics], tablefmt="github") + "\n" + note
+        # disable_numparse: the cells are already formatted; tabulate would print "0.6050" as 0.605
+        table = tabulate(rows, headers=["run", *self.metrics], tablefmt="github", disable_numparse=True)
+        return table + "\n" + note
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (without per-query scores)."""

@@ -14,6 +14,8 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,9 @@ def resolve_model(name_or_path: str) -> str:
     if folder is None or not (folder / inside).exists():
         return hub_id
     if inside.endswith(".gguf"):
-        from rankkit.llm.loading import converted_gguf  # torch/transformers only when converting
+        from rankkit.llm.loading import (
+            converted_gguf,  # torch/transformers only when converting
+        )
 
         return str(converted_gguf(folder / inside, hub_id))
     return str(folder / inside)
@@ -81,6 +85,30 @@ def resolve_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def loading_progress(show: bool) -> Iterator[None]:
+    """Inside, transformers' (and huggingface_hub's) progress bars (``Loading weights``, downloads)
+    are off unless ``show``; the previous setting is restored on exit.
+
+    Stages load models inside it with their ``show_progress``, so ``--quiet`` silences these bars too.
+    """
+    if show:
+        yield
+        return
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    was_on, hub_off = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # both libraries' bars
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+        if hub_off:
+            hub_utils.disable_progress_bars()
 
 
 def _file_digest(path: Path) -> str:

@@ -95,6 +95,23 @@ def test_compare_student_p_value_equals_scipy_paired_t_test() -> None:
     assert "a" in c.table() and "ndcg@10" in c.table()
 
 
+def test_comparison_table_prints_four_decimals_exactly() -> None:
+    from rankkit.evaluate import Comparison
+
+    metrics = ["ndcg@10", "recall@100"]
+    c = Comparison(baseline="2019", metrics=metrics,
+                   means={"2019": {"ndcg@10": 0.605, "recall@100": 0.5}, "b": {"ndcg@10": 0.7, "recall@100": 1.0}},
+                   p_values={"b": {"ndcg@10": 0.01, "recall@100": 0.5}},
+                   p_adjusted={"b": {"ndcg@10": 0.02, "recall@100": 0.5}},
+                   win_tie_loss={"b": {m: (1, 0, 0) for m in metrics}}, stat_test="student", correction="holm",
+                   alpha=0.05)
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in c.table().splitlines() if line.startswith("|")}
+    assert rows["2019"] == ["0.6050", "0.5000"]  # a run named like a number stays a name, not 2019.0
+    assert rows["b"] == ["0.7000*+", "1.0000 (p=0.500)"]
+    assert "0.605 " not in c.table() and "0.5 " not in c.table()
+
+
 def test_holm_and_bonferroni_against_brute_force() -> None:
     p = [0.01, 0.04, 0.03, 0.005]
     assert _adjust(p, "bonferroni") == pytest.approx([0.04, 0.16, 0.12, 0.02])

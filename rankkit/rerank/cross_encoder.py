@@ -3,8 +3,10 @@
 ``CrossEncoder(dataset, model="path/to/trained")`` takes the top ``depth`` candidates
 of each query from the incoming run, fetches their text from the dataset, scores
 every (query, ``title + " " + text``) pair with a :class:`CrossEncoderModel` and
-returns a run of those candidates (the rest are cut). With ``interpolate`` the
-output score is ``w * minmax(CE) + (1 - w) * minmax(first stage)`` per query;
+returns a run of those candidates, followed by the incoming run's other documents in
+their first-stage order, scored below every reranked one (``keep_tail: false`` cuts
+them). With ``interpolate`` the head's score is
+``w * minmax(CE) + (1 - w) * minmax(first stage)`` per query (the tail still sits below it);
 ``interpolate: auto`` takes the weight that training chose on its dev queries
 (stored in the model's ``rankkit_ce.json``). Registered as the YAML stage
 ``cross_encoder``.
@@ -21,7 +23,7 @@ from pydantic import Field
 from rankkit.cache import RunCache
 from rankkit.config import PositiveInt, Probability
 from rankkit.errors import ConfigError
-from rankkit.models import model_identity, resolve_model
+from rankkit.models import loading_progress, model_identity, resolve_model
 from rankkit.pipeline import PathStr, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.rerank.interpolate import interpolate
@@ -91,8 +93,9 @@ class CrossEncoder(Reranker):
         if self._scorer is None:
             from rankkit.rerank.ce_model import CrossEncoderModel
 
-            self._scorer = CrossEncoderModel.load(self.config.model, base=self.config.base,
-                                                  max_length=self.config.max_length)
+            with loading_progress(self.config.show_progress):
+                self._scorer = CrossEncoderModel.load(self.config.model, base=self.config.base,
+                                                      max_length=self.config.max_length)
         return self._scorer
 
     def weight(self) -> float | None:

@@ -7,7 +7,8 @@ up to ``num_child + 1`` documents (passages cut to ``passage_tokens``) and asks
 for the most relevant. Positions inside every comparison are shuffled with a
 per-query seed (against position bias); comparisons of different queries are
 generated together in batches of ``batch_size``. The output keeps the ``depth``
-candidates: the sorted top ``k``, then the rest in first-stage order. An answer
+candidates: the sorted top ``k``, then the rest in first-stage order, then (``keep_tail``,
+the default) the incoming run's documents below ``depth``, also in first-stage order. An answer
 that cannot be parsed picks the shown document the first stage ranked highest.
 LLM calls, prompt/generated tokens, generation time (ms) and parse outcomes are
 in :attr:`Setwise.stats`.
@@ -113,10 +114,12 @@ class Setwise(Reranker):
         """The LLM comparator, loaded on first use."""
         if self._llm is None:
             from rankkit.llm import load_causal_lm
+            from rankkit.models import loading_progress
             from rankkit.rerank.setwise_llm import SetwiseLLM
 
             c = self.config
-            model, tok = load_causal_lm(c.model, c.adapter, c.device, c.precision)
+            with loading_progress(c.show_progress):
+                model, tok = load_causal_lm(c.model, c.adapter, c.device, c.precision)
             self._llm = SetwiseLLM(model, tok, self.template, c.max_new_tokens, c.temperature, c.parse, seed=c.seed)
         return self._llm
 

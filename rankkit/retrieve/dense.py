@@ -34,7 +34,7 @@ from pydantic import Field
 from rankkit import settings
 from rankkit.config import PositiveInt
 from rankkit.errors import ConfigError, DatasetError, IndexMissingError
-from rankkit.models import MINILM_ID, model_identity, resolve_device, resolve_model
+from rankkit.models import MINILM_ID, loading_progress, model_identity, resolve_device, resolve_model
 from rankkit.pipeline import PathStr, Stage, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.types import Document, Query, Run
@@ -98,14 +98,16 @@ class Encoder:
         if bi_encoder is None and Path(self.model_path).is_dir():
             check_kind(Path(self.model_path), CONFIG_FILE)
             if (Path(self.model_path) / CONFIG_FILE).is_file():
-                self.bi_encoder = BiEncoderModel.load(self.model_path)
+                with loading_progress(self.show_progress):
+                    self.bi_encoder = BiEncoderModel.load(self.model_path)
         if self.bi_encoder is not None:
             self.bi_encoder.to(device=self.device, dtype=dtype).eval()
             return
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(self.model_path, device=self.device, trust_remote_code=trust_remote_code,
-                                         model_kwargs={"use_safetensors": True})
+        with loading_progress(self.show_progress):  # transformers' "Loading weights" bar
+            self.model = SentenceTransformer(self.model_path, device=self.device, trust_remote_code=trust_remote_code,
+                                             model_kwargs={"use_safetensors": True})
         self.model.max_seq_length = self._max_length
         if self.precision != "fp32":
             self.model.to(dtype)
@@ -164,7 +166,8 @@ class DenseConfig(RerankerOptions):
     rankkit. ``index`` is ``"flat"`` (exact) or ``"hnsw"``; ``rerank`` is ``"auto"``
     (rescore an incoming run when there is one), ``"never"`` (always retrieve) or
     ``"always"`` (require an incoming run). As a reranker it rescores the top ``depth``
-    candidates (default: all of them). ``cache_dir`` roots both the index cache and the
+    candidates (default: all of them; with a ``depth``, ``keep_tail`` keeps the rest below
+    them). ``cache_dir`` roots both the index cache and the
     run cache (default: the index under ``RANKKIT_CACHE_DIR``, no run cache). The shared
     options are :class:`~rankkit.rerank.base.RerankerOptions`. ``hits``, ``max_length``,
     ``ef_construction`` and ``ef_search`` are integers >= 1, ``hnsw_m`` one >= 2; ``gpu`` is
@@ -316,7 +319,8 @@ class Dense(Reranker):
     def cache_spec(self) -> dict[str, Any] | None:
         cfg = self.config
         return {"index": self.index_key(), "query_prefix": cfg.query_prefix, "hits": cfg.hits, "depth": cfg.depth,
-                "ef_search": cfg.ef_search, "rerank": cfg.rerank, "encode_candidates": cfg.encode_candidates}
+                "keep_tail": cfg.keep_tail, "ef_search": cfg.ef_search, "rerank": cfg.rerank,
+                "encode_candidates": cfg.encode_candidates}
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         mode = self.config.rerank

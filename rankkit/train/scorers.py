@@ -156,8 +156,10 @@ class CrossEncoderScorer(Scorer):
     def rerank(self, dataset: Dataset, run: Run, depth: int, batch_size: int, device: str) -> Run:
         from rankkit.rerank.cross_encoder import CrossEncoder
 
+        # keep_tail=False: the dev run holds the reranked candidates only; the interpolation weight
+        # is chosen on it (select_weight min-max normalises over every document of the run).
         stage = CrossEncoder(dataset, scorer=self.model, depth=depth, batch_size=batch_size, device=device,
-                             show_progress=False)
+                             show_progress=False, keep_tail=False)
         return stage(dataset.queries, run)
 
 

@@ -72,6 +72,40 @@ def test_retrieve_then_eval(mini_beir: Path, tmp_path: Path) -> None:
     assert "run_card" in data
 
 
+def test_eval_prints_four_decimals_exactly(tmp_path: Path) -> None:
+    # q1 finds 1 of its 2 relevant documents and q2 both: recall@10 = (0.5 + 1) / 2 = 0.75, P@4 = (1 + 2) / 8
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q1 0 d1 1\nq1 0 d2 1\nq2 0 d3 1\nq2 0 d4 1\n")
+    run = tmp_path / "half.trec"
+    run.write_text("q1 Q0 d1 1 4.0 t\nq1 Q0 d9 2 3.0 t\nq1 Q0 d8 3 2.0 t\nq1 Q0 d7 4 1.0 t\n"
+                   "q2 Q0 d3 1 4.0 t\nq2 Q0 d4 2 3.0 t\nq2 Q0 d8 3 2.0 t\nq2 Q0 d7 4 1.0 t\n")
+    out = rk("eval", str(run), "--qrels", str(qrels), "-m", "recall@10", "-m", "precision@4", "-m", "recall@1").stdout
+    row = next(line for line in out.splitlines() if line.startswith("| half"))
+    assert [cell.strip() for cell in row.split("|")[2:-1]] == ["0.7500", "0.3750", "0.5000"]
+    twin = tmp_path / "twin.trec"
+    twin.write_text(run.read_text())
+    out = rk("eval", str(run), str(twin), "--qrels", str(qrels), "-m", "recall@1").stdout
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in out.splitlines()
+            if line.startswith("| ") and "run" not in line}
+    assert rows == {"half": "0.5000", "twin": "0.5000 (p=1.000)"}
+
+
+def test_retrieve_quiet_shows_no_progress_bar(mini_beir: Path, tmp_path: Path) -> None:
+    # BM25 and dense (the corpus encoded into a new index, the model loaded twice: retriever and reranker)
+    pipe = tmp_path / "quiet.yaml"
+    pipe.write_text(f"name: quiet\nstages:\n  - fuse:\n      method: rrf\n      inputs:\n"
+                    f"        - {ROOT / 'pipelines' / 'bm25.yaml'}\n        - {ROOT / 'pipelines' / 'dense.yaml'}\n"
+                    "  - dense: {model: sentence-transformers/all-MiniLM-L6-v2, rerank: always, depth: 20}\n")
+    quiet = rk("retrieve", "--pipeline", str(pipe), "--dataset", str(mini_beir), "--output", str(tmp_path / "q.trec"),
+               "--quiet", "--num-queries", "5")
+    assert "%|" not in quiet.stderr and "it/s" not in quiet.stderr, quiet.stderr[-2000:]
+    assert len((tmp_path / "q.trec").read_text().splitlines()) > 5 * 20  # the reranked runs keep their tail
+    # without --quiet the dense stage does show bars (so the check above can fail); its index is cached now
+    loud = rk("retrieve", "--pipeline", "pipelines/dense.yaml", "--dataset", str(mini_beir), "--output",
+              str(tmp_path / "l.trec"), "--num-queries", "2")
+    assert "%|" in loud.stderr
+
+
 def test_eval_bad_run_file_is_one_clear_line(tmp_path: Path, mini_beir: Path) -> None:
     bad = tmp_path / "bad.trec"
     bad.write_text("q1 Q0 d1 1 1.5 tag\nq1 Q0 d2 2 notanumber tag\n")

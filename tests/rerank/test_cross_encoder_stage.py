@@ -53,12 +53,13 @@ def test_select_weight_picks_the_best_dev_weight() -> None:
 
 
 def test_stage_reranks_top_depth_with_model_scores(scorer: CrossEncoderModel) -> None:
-    stage = CrossEncoder(_dataset(), scorer=scorer, depth=5, show_progress=False)
+    stage = CrossEncoder(_dataset(), scorer=scorer, depth=5, keep_tail=False, show_progress=False)
     out = stage(QUERIES, FIRST)
     assert set(out["q1"]) == {f"d{i}" for i in range(5)} and set(out["q2"]) == {f"d{i}" for i in range(7, 12)}
     expected = scorer.score(["topic 1"], [DOCS[3].contents], device="cpu")[0]
     assert out["q1"]["d3"] == pytest.approx(float(expected), abs=1e-6)
-    w0 = CrossEncoder(_dataset(), scorer=scorer, depth=5, interpolate=0.0, show_progress=False)(QUERIES, FIRST)
+    w0 = CrossEncoder(_dataset(), scorer=scorer, depth=5, interpolate=0.0, keep_tail=False,
+                      show_progress=False)(QUERIES, FIRST)
     assert [d for d, _ in w0.ranked("q1")] == [d for d, _ in FIRST.top_k(5).ranked("q1")]
 
 
@@ -88,11 +89,18 @@ def test_yaml_stage_with_a_path_relative_to_the_file(scorer: CrossEncoderModel, 
     (tmp_path / "pipes").mkdir()
     (tmp_path / "pipes" / "ce.yaml").write_text(
         "name: ce\nstages:\n  - cross_encoder: {model: ../models/ce, depth: 3, interpolate: auto, "
-        "show_progress: false}\n")
+        "keep_tail: false, show_progress: false}\n")
     pipe = Pipeline.from_yaml(tmp_path / "pipes" / "ce.yaml", _dataset())
     assert pipe.stages[0].weight() == 0.4
     out = pipe(QUERIES, FIRST)
     assert all(len(out[q]) == 3 for q in out)
+    # keep_tail (the default): the other 9 documents follow the same head, in BM25's order
+    (tmp_path / "pipes" / "tail.yaml").write_text(
+        "stages:\n  - cross_encoder: {model: ../models/ce, depth: 3, interpolate: auto, show_progress: false}\n")
+    tail = Pipeline.from_yaml(tmp_path / "pipes" / "tail.yaml", _dataset())(QUERIES, FIRST)
+    for q in out:
+        assert tail.ranked(q)[:3] == out.ranked(q)
+        assert [d for d, _ in tail.ranked(q)[3:]] == [d for d, _ in FIRST.ranked(q)[3:]]
     (tmp_path / "pipes" / "bad.yaml").write_text("stages:\n  - cross_encoder: {model: x, dept: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'dept' \(did you mean 'depth'\?\)"):
         Pipeline.from_yaml(tmp_path / "pipes" / "bad.yaml", _dataset())
