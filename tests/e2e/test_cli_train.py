@@ -156,8 +156,12 @@ def test_train_grpo_then_rerank_with_the_adapter(llm_config: Path, train_folder:
     stage = Setwise(ds, model=str(meta["base_model"]), adapter=str(out), k=2, depth=4, max_new_tokens=4,
                     device="cpu", show_progress=False)
     assert stage.template.prefix == "<think>"
-    run = stage(ds.queries, Run.from_trec(train_folder / "run.trec"))
-    assert all(len(run[q.qid]) == 4 for q in ds.queries) and stage.stats["llm_calls"] > 0
+    incoming = Run.from_trec(train_folder / "run.trec")
+    run = stage(ds.queries, incoming)
+    assert stage.stats["llm_calls"] > 0
+    for q in ds.queries:  # the reranked top 4, then the incoming tail in its own order (keep_tail)
+        assert set(run[q.qid]) == set(incoming[q.qid])
+        assert [d for d, _ in run.ranked(q.qid)][4:] == [d for d, _ in incoming.ranked(q.qid)][4:]
 
 
 def test_train_sft_setwise(llm_config: Path, tmp_path: Path) -> None:
