@@ -133,8 +133,12 @@ def retrieve_cmd(pipeline_path: str, dataset: str, split: str | None, output: st
     run = pipeline(queries)
     wall = time.perf_counter() - t0
     run.to_trec(output, tag=tag or pipeline.name.replace(" ", "_"))
-    write_json(run_card({"pipeline": str(pipeline_path), "dataset": dataset, "split": split, "shard": shard,
-                         "num_queries": len(queries)}, seed, wall), f"{output}.json")
+    card = run_card({"pipeline": str(pipeline_path), "dataset": dataset, "split": split, "shard": shard,
+                     "num_queries": len(queries)}, seed, wall)
+    stats = pipeline.stats()
+    if stats:
+        card["stages"] = stats
+    write_json(card, f"{output}.json")
     click.echo(f"wrote {output} ({len(run)} queries, {wall:.1f}s)")
 
 

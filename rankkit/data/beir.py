@@ -36,6 +36,27 @@ logger = logging.getLogger(__name__)
 __all__ = ["beir_splits", "is_beir_folder", "iter_beir_corpus", "load_beir_folder"]
 
 
+#: The BEIR benchmark's datasets (Thakur et al., NeurIPS 2021 Datasets and Benchmarks), CQADupStack's
+#: forums included. Their runs follow BEIR's convention of dropping a hit whose docid equals the
+#: query id (Pyserini's BEIR regressions search with ``--remove-query``), so a dataset loaded under
+#: one of these names gets ``Dataset.remove_query = True``; any other folder does not.
+BEIR_DATASETS = frozenset({
+    "arguana", "climate-fever", "cqadupstack", "dbpedia-entity", "fever", "fiqa", "hotpotqa", "msmarco",
+    "nfcorpus", "nq", "quora", "scidocs", "scifact", "signal1m", "trec-covid", "trec-news", "robust04",
+    "webis-touche2020", "bioasq",
+    *(f"cqadupstack/{forum}" for forum in ("android", "english", "gaming", "gis", "mathematica", "physics",
+                                           "programmers", "stats", "tex", "unix", "webmasters", "wordpress")),
+})
+
+
+def follows_beir_convention(name: str) -> bool:
+    """Whether a BEIR dataset name (``scifact``, ``beir/scifact/test``, ``cqadupstack/android``) is one of BEIR's."""
+    parts = name.strip("/").split("/")
+    if parts and parts[0] == "beir":
+        parts = parts[1:]
+    return bool(parts) and (parts[0] in BEIR_DATASETS or "/".join(parts[:2]) in BEIR_DATASETS)
+
+
 def is_beir_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder holding ``corpus.jsonl`` (the mark of a BEIR folder)."""
     return (Path(path).expanduser() / "corpus.jsonl").is_file()
@@ -117,4 +138,5 @@ def load_beir_folder(path: str | os.PathLike[str], split: str = "test") -> Datas
         queries.append(Query(qid, text))
     judged = Qrels(qrels)
     logger.info("loaded BEIR folder %s split %s: %d queries", folder, split, len(queries))
-    return Dataset(f"{folder.name}/{split}", lambda: iter_beir_corpus(corpus), queries, judged)
+    return Dataset(f"{folder.name}/{split}", lambda: iter_beir_corpus(corpus), queries, judged,
+                   remove_query=follows_beir_convention(folder.name))

@@ -3,6 +3,11 @@
 A dataset streams its corpus (collections can be large), keeps queries and qrels
 in memory, looks documents up by id for rerankers, and has a content fingerprint
 that keys every on-disk cache built from its corpus (indexes, embeddings).
+
+``remove_query`` records a collection convention: whether a retrieved document whose
+id equals the query id should be dropped (BEIR's convention, which Pyserini's BEIR
+regressions follow; see :data:`rankkit.data.beir.BEIR_DATASETS`). BM25's
+``remove_query: auto`` reads it.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ class Dataset:
         *,
         docs_count: int | None = None,
         lookup: Callable[[Sequence[str]], Mapping[str, Document]] | None = None,
+        remove_query: bool = False,
     ) -> None:
         self.name = name
+        self.remove_query = remove_query
         self._docs = docs
         self.queries: list[Query] = list(queries)
         self.qrels: Qrels = qrels if qrels is not None else Qrels()
@@ -112,6 +119,7 @@ class Dataset:
             self.qrels.restrict(q.qid for q in queries),
             docs_count=self._docs_count,
             lookup=self._lookup,
+            remove_query=self.remove_query,
         )
         out._fingerprint, out._store = self._fingerprint, self._store
         return out
@@ -134,5 +142,6 @@ class Dataset:
                 docs.append(doc)
                 extra += 1
         return Dataset(
-            f"{self.name}[{len(queries)}q,{len(docs)}d]", lambda: iter(docs), queries, qrels, docs_count=len(docs)
+            f"{self.name}[{len(queries)}q,{len(docs)}d]", lambda: iter(docs), queries, qrels, docs_count=len(docs),
+            remove_query=self.remove_query,
         )

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from rankkit import settings
+from rankkit.data.beir import follows_beir_convention
 from rankkit.data.dataset import Dataset
 from rankkit.data.prime import prime
 from rankkit.errors import DatasetError, FormatError
@@ -184,7 +185,8 @@ def load_irds(dataset_id: str) -> Dataset:
 
     if not ds.has_docs():
         logger.warning("ir_datasets id %r has no documents", dataset_id)
-        return Dataset(dataset_id, lambda: iter(()), queries, qrels, docs_count=0)
+        return Dataset(dataset_id, lambda: iter(()), queries, qrels, docs_count=0,
+                       remove_query=follows_beir_convention(dataset_id) if dataset_id.startswith("beir/") else False)
 
     def docs() -> Iterator[Document]:
         try:
@@ -202,4 +204,5 @@ def load_irds(dataset_id: str) -> Dataset:
 
     count = _guard(dataset_id, ds.docs_count)
     logger.info("loaded %s: %s docs, %d queries, %d judgements", dataset_id, count, len(queries), qrels.num_judgements)
-    return Dataset(dataset_id, docs, queries, qrels, docs_count=count, lookup=lookup)
+    return Dataset(dataset_id, docs, queries, qrels, docs_count=count, lookup=lookup,
+                   remove_query=follows_beir_convention(dataset_id) if dataset_id.startswith("beir/") else False)

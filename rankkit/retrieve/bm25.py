@@ -3,7 +3,14 @@
 Defaults follow Pyserini's BEIR 2CR runs: k1=0.9, b=0.4, 1000 hits, and for
 multifield indexes equal boosts on ``contents`` and ``title``. ``remove_query`` drops
 a hit whose docid equals the qid, as Pyserini's ``--remove-query`` does (it matters
-for collections such as ArguAna whose queries are corpus documents).
+for collections such as ArguAna whose queries are corpus documents). It is a BEIR
+convention, not a general rule: on a collection whose query and document ids are both
+``1..N`` (Cranfield, Vaswani) it would drop, for every query, the document that shares
+its number, relevant or not. So the default ``remove_query: auto`` follows the dataset
+(:attr:`Dataset.remove_query`: on for BEIR's own datasets, off for any other collection
+or a bare index); ``true``/``false`` force it. Whenever hits are removed, the log says
+how many and :attr:`BM25.stats` (which ``rankkit retrieve`` writes to the run card)
+counts them.
 
 Hits come in Anserini's order (score, then docid ascending) with scores rounded to 1e-4
 and lowered by 1e-6 per tie, so a shorter search is a prefix of a deeper one. A
@@ -21,7 +28,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from tqdm.auto import tqdm
@@ -56,7 +63,7 @@ class BM25Config:
     search_depth: PositiveInt | None = None
     multifield: bool = False
     fields: dict[FieldName, NonNegativeFloat] = field(default_factory=dict)
-    remove_query: bool = False
+    remove_query: bool | Literal["auto"] = "auto"
     threads: PositiveInt = field(default_factory=lambda: os.cpu_count() or 1)
     batch_size: PositiveInt = 64
     index: PathStr | None = None
@@ -104,6 +111,22 @@ class BM25(Stage):
         self.cache_dir = self.config.cache_dir  # type: ignore[assignment]
         self._index: LuceneIndex | None = None
         self._searcher: Any = None
+        self.remove_query = self._resolve_remove_query()
+        #: What the last search did: ``removed_query_hits`` counts the hits dropped by ``remove_query``
+        #: (at most one per query: the document whose id is the query id).
+        self.stats: dict[str, int] = {}
+        self._removed: set[str] = set()
+
+    def _resolve_remove_query(self) -> bool:
+        """``remove_query`` as a bool: ``auto`` takes the dataset's convention (off without a dataset)."""
+        setting = self.config.remove_query
+        if setting != "auto":
+            return bool(setting)
+        on = bool(getattr(self.dataset, "remove_query", False))
+        if on:
+            log.info("%s: remove_query on (auto): %s follows BEIR's convention of dropping a hit whose docid is the "
+                     "query id; set remove_query: false to keep such hits", self.name, self.dataset.name)
+        return on
 
     def __repr__(self) -> str:
         return f"BM25(k1={self.config.k1}, b={self.config.b}, multifield={self.config.multifield})"
@@ -138,7 +161,7 @@ class BM25(Stage):
         cfg = self.config
         corpus = self.dataset.fingerprint() if self.dataset is not None else os.path.abspath(cfg.index or "")
         spec = {"corpus": corpus, "k1": cfg.k1, "b": cfg.b, "hits": cfg.hits, "multifield": cfg.multifield,
-                "fields": self._fields(), "remove_query": cfg.remove_query}
+                "fields": self._fields(), "remove_query": self.remove_query}
         if self._depth() is not None:  # only when it matters, so keys of earlier caches stay valid
             spec["depth"] = self._depth()
         return spec
@@ -165,7 +188,9 @@ class BM25(Stage):
         out: dict[str, tuple[dict[str, float], int, float | None]] = {}
         for qid in qids:
             hits = results.get(qid, [])
-            docs = {h.docid: h.score for h in hits if not (cfg.remove_query and h.docid == qid)}
+            docs = {h.docid: h.score for h in hits if not (self.remove_query and h.docid == qid)}
+            if len(docs) < len(hits):
+                self._removed.add(qid)
             out[qid] = (docs, len(hits), hits[-1].score if hits else None)
         return out
 
@@ -203,6 +228,7 @@ class BM25(Stage):
         if self._searcher is None:
             self._searcher = self.index.searcher(cfg.k1, cfg.b)
         depth = self._depth()
+        self._removed: set[str] = set()
         out: dict[str, dict[str, float]] = {}
         with tqdm(total=len(queries), desc=f"{self.name} search", unit="q", disable=not cfg.show_progress) as bar:
             for start in range(0, len(queries), cfg.batch_size):
@@ -212,6 +238,11 @@ class BM25(Stage):
                 else:
                     out.update(self._search_top(batch, depth))
                 bar.update(len(batch))
+        removed = len(self._removed)
+        self.stats = {"removed_query_hits": removed} if self.remove_query else {}
+        if removed:
+            log.info("%s: remove_query dropped %d hit(s) whose docid equals the query id (%d queries searched)",
+                     self.name, removed, len(queries))
         return Run(out, name=self.name)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ def scifact(data_dir: Path):
     ids=["flat", "multifield"],
 )
 def test_scifact_reproduces_pyserini_2cr(scifact, multifield: bool, ndcg: float, recall: float) -> None:
-    run = BM25(scifact, multifield=multifield, remove_query=True, show_progress=False)(scifact.queries)
+    stage = BM25(scifact, multifield=multifield, show_progress=False)  # remove_query: auto is on for BEIR, as in 2CR
+    assert stage.remove_query
+    run = stage(scifact.queries)
     assert len(run) == 300 and all(len(run[q]) <= 1000 for q in run)
     values = evaluate(run, scifact.qrels, ["ndcg@10", "recall@100"])
     assert values["ndcg@10"] == pytest.approx(ndcg, abs=1e-3)
@@ -53,6 +56,55 @@ def test_remove_query_drops_self_hits(tmp_path: Path) -> None:
     dropped = BM25(ds, remove_query=True, show_progress=False)(ds.queries)
     assert "q1" in kept["q1"] and "q1" not in dropped["q1"]
     assert set(dropped["q1"]) == set(kept["q1"]) - {"q1"}
+
+
+def _colliding_beir_folder(root: Path, name: str) -> Path:
+    """A BEIR-format folder whose query ids and document ids are both 1..3: query 1's own-number doc is relevant."""
+    import json
+
+    folder = root / name
+    (folder / "qrels").mkdir(parents=True)
+    docs = {"1": "bm25 ranking of documents", "2": "bm25 ranking function for search", "3": "unrelated gardening"}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
+                                                 for d, t in docs.items()))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "1", "text": "bm25 ranking"}) + "\n"
+                                          + json.dumps({"_id": "2", "text": "search function"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\t1\t1\n2\t2\t1\n")
+    return folder
+
+
+def test_remove_query_auto_keeps_colliding_docs_of_a_non_beir_folder(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    ds = load_dataset(_colliding_beir_folder(tmp_path, "toy"))
+    assert ds.remove_query is False
+    stage = BM25(ds, show_progress=False)
+    run = stage(ds.queries)
+    assert "1" in run["1"] and "2" in run["2"]  # each query keeps the document sharing its number (relevant here)
+    assert stage.stats == {}
+    with caplog.at_level(logging.INFO, logger="rankkit.retrieve.bm25"):
+        asked = BM25(ds, remove_query=True, show_progress=False)
+        dropped = asked(ds.queries)
+    assert "1" not in dropped["1"] and "2" not in dropped["2"]
+    assert set(dropped["1"]) == set(run["1"]) - {"1"}
+    assert asked.stats == {"removed_query_hits": 2}
+    assert "remove_query dropped 2 hit(s)" in caplog.text
+
+
+def test_remove_query_auto_is_on_for_beir_datasets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from rankkit.data.beir import follows_beir_convention
+
+    assert follows_beir_convention("beir/scifact/test") and follows_beir_convention("arguana")
+    assert follows_beir_convention("beir/cqadupstack/android/test")
+    assert not follows_beir_convention("cranfield") and not follows_beir_convention("toy")
+    ds = load_dataset(_colliding_beir_folder(tmp_path, "arguana"))
+    assert ds.remove_query is True and ds.subset(1).remove_query is True
+    with caplog.at_level(logging.INFO, logger="rankkit.retrieve.bm25"):
+        stage = BM25(ds, show_progress=False)
+        run = stage(ds.queries)
+    assert "1" not in run["1"] and stage.stats == {"removed_query_hits": 2}
+    assert "remove_query on (auto)" in caplog.text
+    kept = BM25(ds, remove_query=False, show_progress=False)(ds.queries)
+    assert "1" in kept["1"]
 
 
 @pytest.mark.parametrize(("dataset_id", "docs", "queries"), [("cranfield", 1400, 225), ("vaswani", 11429, 93)])
