@@ -36,7 +36,11 @@ def bench_bm25(dataset: Dataset, threads: int = 2, hits: int = 1000, batch_size:
 
     queries = dataset.queries
     stage = BM25(dataset, k1=k1, b=b, hits=hits, threads=threads, batch_size=batch_size, show_progress=False)
-    searcher = stage.index.searcher(k1, b)  # the peer: a bare LuceneSearcher on the same index
+    os.environ.setdefault("OPENAI_API_KEY", "unused")  # pyserini.search imports an OpenAI client that wants a key
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(stage.index.path))  # the peer: a bare Pyserini LuceneSearcher on the same index
+    searcher.set_bm25(k1, b)
 
     def run_rankkit() -> Run:
         return stage(queries)

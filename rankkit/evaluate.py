@@ -105,7 +105,9 @@ class _Compact:
         import ranx
 
         qk, dk = self.q.key, self.d.key
-        return ranx.Qrels.from_dict({qk[q]: {dk[d]: max(g, 0) for d, g in docs.items()} for q, docs in qrels.items()})
+        # The constructor, not ``from_dict``: that one starts from an empty typed dict, a numba
+        # operation compiled anew in every process (about 2.6 s on 2 cores).
+        return ranx.Qrels({qk[q]: {dk[d]: max(g, 0) for d, g in docs.items()} for q, docs in qrels.items()})
 
     def run(self, run: Run, qids: Iterable[str], name: str | None = None, by_rank: bool = False) -> Any:
         """A ranx.Run over keys for ``qids`` (empty results where ``run`` lacks one).
@@ -125,9 +127,23 @@ class _Compact:
                 data[qk[q]] = {dk[d]: float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
         else:
             data = {qk[q]: {dk[d]: s for d, s in run[q].items()} if q in run else {} for q in qids}
-        rr = ranx.Run.from_dict(data)
+        rr = ranx.Run(data)  # not from_dict (see qrels)
         rr.name = run.name if name is None else name
         return rr
+
+    def typed(self, rq: Any, rr: Any) -> tuple[Any, Any]:
+        """ranx's typed-list form of a qrels and a run over the same query keys, for ``ranx.evaluate``.
+
+        Both were built sorted over the same judged queries (:meth:`run` adds empty
+        results where the run lacks one), so ranx's ``make_comparable`` and key check have
+        nothing to do; skipping them skips the numba typed-dict operations they run from
+        Python, which numba compiles anew in every process (about 7 s on 2 cores).
+        """
+        return rq.to_typed_list(), rr.to_typed_list()
+
+    def sorted_qids(self, qids: Iterable[str]) -> list[str]:
+        """``qids`` in ranx's query order (their keys sorted), as the per-query arrays of ``ranx.evaluate``."""
+        return self.qids_back(sorted(self.q.key[q] for q in qids))
 
     def run_back(self, rr: Any, name: str) -> Run:
         """A rankkit :class:`Run` with the original ids from a ranx.Run over keys."""
@@ -198,23 +214,29 @@ def evaluate(
     run queries are ignored). Raises :class:`~rankkit.errors.EvaluationError` for empty
     qrels, a run with no result for any judged query, or an unknown metric.
     """
-    import ranx
+    import numpy as np
 
     metrics = _metric_list(metrics)
     _check_qrels(qrels)
     _check_run(run, qrels)
     keys = _Compact.for_evaluation(qrels, [run])
-    rq, rr = keys.qrels(qrels), keys.run(run, qrels, by_rank=True)
+    scores = _ranx_per_query(*keys.typed(keys.qrels(qrels), keys.run(run, qrels, by_rank=True)), metrics)
     if per_query:
-        scores = ranx.evaluate(rq, rr, metrics, return_mean=False, make_comparable=True)
-        if len(metrics) == 1:
-            scores = {metrics[0]: scores}
-        qids = keys.qids_back(rq.keys())
+        qids = keys.sorted_qids(qrels)
         return {m: {q: float(v) for q, v in zip(qids, scores[m], strict=True)} for m in metrics}
-    values = ranx.evaluate(rq, rr, metrics, make_comparable=True)
-    if len(metrics) == 1:
-        values = {metrics[0]: values}
-    return {m: float(values[m]) for m in metrics}
+    return {m: float(np.mean(scores[m])) for m in metrics}  # ranx's own mean
+
+
+def _ranx_per_query(tq: Any, tr: Any, metrics: list[str]) -> dict[str, Any]:
+    """``{metric: per-query values}`` from ``ranx.evaluate`` on typed lists (see :meth:`_Compact.typed`).
+
+    With one ``name@k`` metric and typed-list input, ranx 0.3.21 looks its result up under
+    ``name`` and fails (KeyError); asking for the metric twice returns the dict.
+    """
+    import ranx
+
+    asked = metrics if len(metrics) > 1 else [metrics[0], metrics[0]]
+    return ranx.evaluate(tq, tr, asked, return_mean=False)
 
 
 def fuse_runs(
@@ -365,11 +387,10 @@ def compare(
     ranx_runs = [keys.run(r, qrels, by_rank=True) for r in runs]
     report = ranx.compare(rq, ranx_runs, metrics, stat_test=stat_test, n_permutations=n_permutations,
                           max_p=alpha, random_seed=seed, make_comparable=True)
-    qids = keys.qids_back(rq.keys())
+    qids = keys.sorted_qids(qrels)
     per_query = {}
     for rr in ranx_runs:
-        scores = ranx.evaluate(rq, rr, metrics, return_mean=False, make_comparable=True)
-        scores = {metrics[0]: scores} if len(metrics) == 1 else scores
+        scores = _ranx_per_query(*keys.typed(rq, rr), metrics)
         per_query[rr.name] = {m: {q: float(v) for q, v in zip(qids, scores[m], strict=True)} for m in metrics}
 
     means = {n: {m: float(report.results[n][m]) for m in metrics} for n in names}

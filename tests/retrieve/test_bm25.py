@@ -35,14 +35,28 @@ def test_scifact_reproduces_pyserini_2cr(scifact, multifield: bool, ndcg: float,
     assert values["recall@100"] == pytest.approx(recall, abs=2e-3)
 
 
-def test_rankkit_equals_raw_pyserini_searcher(scifact) -> None:
+@pytest.mark.parametrize("multifield", [False, True], ids=["flat", "multifield"])
+def test_rankkit_equals_raw_pyserini_searcher(scifact, monkeypatch: pytest.MonkeyPatch, multifield: bool) -> None:
+    """rankkit calls Anserini's SimpleSearcher itself (no pyserini.search import): same hits as Pyserini's."""
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")  # pyserini.search imports an OpenAI client that wants a key
+    from pyserini.search.lucene import LuceneSearcher
+
     queries = scifact.queries[:20]
-    stage = BM25(scifact, hits=100, show_progress=False)
+    stage = BM25(scifact, hits=100, multifield=multifield, show_progress=False)
     run = stage(queries)
-    searcher = stage.index.searcher(0.9, 0.4)
+    searcher = LuceneSearcher(str(stage.index.path))
+    searcher.set_bm25(0.9, 0.4)
+    fields = {"contents": 1.0, "title": 1.0} if multifield else {}
+    batch = searcher.batch_search([q.text for q in queries], [q.qid for q in queries], k=100, threads=2,
+                                  fields=fields)
+    for q in queries:
+        expected = {h.docid: h.score for h in batch[q.qid] if h.docid != q.qid}  # remove_query: auto, on for BEIR
+        assert expected == dict(run[q.qid])
+    ours = stage.index.searcher(0.9, 0.4)
     for q in queries[:5]:
-        hits = searcher.search(q.text, k=100)
-        assert {h.docid: h.score for h in hits} == dict(run[q.qid])
+        assert [(h.docid, h.score) for h in ours.search(q.text, k=100, fields=fields)] == \
+            [(h.docid, h.score) for h in searcher.search(q.text, k=100, fields=fields)]
+    ours.close()
 
 
 def test_remove_query_drops_self_hits(tmp_path: Path) -> None:
