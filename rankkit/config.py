@@ -78,6 +78,10 @@ Device = Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
 
 #: the precision names of :mod:`rankkit.precision`
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+#: Inference precision of the encoder stages (:mod:`rankkit.backends`): ``int8`` runs on ONNX Runtime.
+InferencePrecision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+#: Inference back-end of the encoder stages (:mod:`rankkit.backends`).
+Backend = Literal["auto", "torch", "onnx"]
 
 _STRICT = {"strict": True, "allow_inf_nan": False, "arbitrary_types_allowed": True}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,10 +91,12 @@ def resolve_device(device: str = "auto") -> str:
 @contextmanager
 def loading_progress(show: bool) -> Iterator[None]:
     """Inside, transformers' (and huggingface_hub's) progress bars (``Loading weights``, downloads)
-    are off unless ``show``; the previous setting is restored on exit.
+    are off unless ``show``; the previous setting is restored on exit. Load reports that list
+    only unexpected keys are dropped in any case (:class:`QuietLoadReports`).
 
     Stages load models inside it with their ``show_progress``, so ``--quiet`` silences these bars too.
     """
+    quiet_load_reports()
     if show:
         yield
         return
@@ -109,6 +112,33 @@ def loading_progress(show: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
         if hub_off:
             hub_utils.disable_progress_bars()
+
+
+class QuietLoadReports(logging.Filter):
+    """Drops transformers' ``LOAD REPORT`` when it lists only UNEXPECTED keys.
+
+    rankkit loads encoders without their pooler (``add_pooling_layer=False``) and
+    sequence-classification heads on encoders, so the checkpoint's unused keys are expected;
+    a report with MISSING, MISMATCH or CONVERSION entries (weights really not loaded) still
+    shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to keep the record."""
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        return any(status in message for status in ("MISSING", "MISMATCH", "CONVERSION"))
+
+
+_QUIET_REPORTS = QuietLoadReports()
+
+
+def quiet_load_reports() -> None:
+    """Install :class:`QuietLoadReports` on transformers' model-loading logger (idempotent)."""
+    target = logging.getLogger("transformers.modeling_utils")
+    if _QUIET_REPORTS not in target.filters:
+        target.addFilter(_QUIET_REPORTS)
 
 
 def _file_digest(path: Path) -> str:

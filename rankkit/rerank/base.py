@@ -60,7 +60,8 @@ class RerankerOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key} must be an integer >= 1, got {short_repr(value)}")
-        check_precision(self.precision)
+        if self.precision != "int8":  # int8 only where a subclass allows it (its field type says so)
+            check_precision(self.precision)
 
 
 class Reranker(Stage):

@@ -101,7 +101,7 @@ class CrossEncoderModel(EncoderModel):
 
     @classmethod
     def load(cls, path_or_id: str, *, base: str | None = None, trainable: bool = False,
-             max_length: int | None = None) -> CrossEncoderModel:
+             max_length: int | None = None, merge: bool = False) -> CrossEncoderModel:
         """Load a rankkit folder, a merged folder or a published sequence-classification model.
 
         For a folder with a LoRA adapter the base model named in ``rankkit_ce.json``
@@ -130,9 +130,9 @@ class CrossEncoderModel(EncoderModel):
         tokenizer = AutoTokenizer.from_pretrained(path)
         if head == "hf":
             encoder = load_backbone(folder, meta, AutoModelForSequenceClassification, base=base, trainable=trainable,
-                                    **({"num_labels": 1} if (folder / ADAPTER_DIR).is_dir() else {}))
+                                    merge=merge, **({"num_labels": 1} if (folder / ADAPTER_DIR).is_dir() else {}))
         else:
-            encoder = load_backbone(folder, meta, AutoModel, base=base, trainable=trainable, pooled=True)
+            encoder = load_backbone(folder, meta, AutoModel, base=base, trainable=trainable, pooled=True, merge=merge)
         linear = None
         if head != "hf":
             from safetensors.torch import load_file
@@ -175,20 +175,26 @@ class CrossEncoderModel(EncoderModel):
 
     def score(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 64,
               max_length: int | None = None, device: str = "auto", precision: str = "auto",
-              show_progress: bool = False) -> np.ndarray:
+              show_progress: bool = False, backend: str = "torch") -> np.ndarray:
         """Score (query, doc) pairs; returns float32 scores in input order.
 
         Pairs are sorted by token length so each batch pads to its own longest pair.
-        ``precision="auto"`` is bf16 autocast on CUDA and fp32 elsewhere (:mod:`rankkit.precision`).
+        ``backend``/``precision`` follow :mod:`rankkit.backends` (``torch``: eager PyTorch,
+        ``precision="auto"`` is bf16 autocast on CUDA and fp32 elsewhere; ``onnx``: ONNX
+        Runtime in fp32 or int8; ``auto``: the measured default of the device).
         """
         if len(queries) != len(docs):
             raise ValueError(f"{len(queries)} queries but {len(docs)} documents")
         if not queries:
             return np.zeros(0, dtype=np.float32)
+        from rankkit.backends import inference_fn
+
         dev = torch.device(resolve_device(device))
         self.to(dev).eval()
-        return sorted_inference(self, self.tokenizer, self.tokenize(queries, docs, max_length), batch_size=batch_size,
-                                device=dev, precision=precision, desc="cross-encoder", show_progress=show_progress)
+        enc = self.tokenize(queries, docs, max_length)
+        fn, precision = inference_fn(self, "forward", enc, backend, precision, dev)
+        return sorted_inference(fn, self.tokenizer, enc, batch_size=batch_size, device=dev, precision=precision,
+                                desc="cross-encoder", show_progress=show_progress)
 
     # --- saving -------------------------------------------------------------------------
 

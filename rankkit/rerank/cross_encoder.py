@@ -20,10 +20,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
+from rankkit.backends import resolve as resolve_backend
 from rankkit.cache import RunCache
-from rankkit.config import PositiveInt, Probability
+from rankkit.config import Backend, InferencePrecision, PositiveInt, Probability
 from rankkit.errors import ConfigError
-from rankkit.models import loading_progress, model_identity, resolve_model
+from rankkit.models import (
+    loading_progress,
+    model_identity,
+    resolve_device,
+    resolve_model,
+)
 from rankkit.pipeline import PathStr, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.rerank.interpolate import interpolate
@@ -46,19 +52,26 @@ class CrossEncoderConfig(RerankerOptions):
     sequence-classification model id/path; ``base`` overrides the base model of a
     LoRA folder; ``depth`` candidates per query are rescored; ``max_length``
     defaults to the model's own; ``interpolate`` is ``None`` (CE scores only), a
-    weight in [0, 1] or ``"auto"``. The shared options are :class:`RerankerOptions`
-    (``precision: auto`` is bf16 on CUDA, fp32 on CPU).
+    weight in [0, 1] or ``"auto"``. ``backend`` (``auto``, ``torch``, ``onnx``) and
+    ``precision`` (``auto``, ``fp32``, ``bf16``, ``fp16``, ``int8``) choose how pairs are scored
+    (:mod:`rankkit.backends`: ``auto`` is bf16 torch on CUDA and the measured default on the CPU).
+    The shared options are :class:`RerankerOptions`.
     """
 
     model: Annotated[str, Field(min_length=1, max_length=4096, description=_MODEL)] = ""
     base: PathStr | None = None
     max_length: PositiveInt | None = None
     interpolate: Probability | Literal["auto"] | None = None
+    backend: Backend = "auto"
+    precision: InferencePrecision = "auto"
 
     def __post_init__(self) -> None:
         if not self.model:  # before the field checks, which would only say "a non-empty string"
             raise ValueError("model is required (a trained rankkit folder or an HF sequence-classification model)")
         super().__post_init__()
+        from rankkit.backends import check_pair
+
+        check_pair(self.backend, self.precision)
         w = self.interpolate
         if w is not None and w != "auto" and not (isinstance(w, (int, float)) and not isinstance(w, bool)
                                                   and 0 <= w <= 1):
@@ -89,13 +102,13 @@ class CrossEncoder(Reranker):
 
     @property
     def scorer(self) -> CrossEncoderModel:
-        """The scoring model, loaded on first use."""
+        """The scoring model, loaded on first use (a LoRA adapter merged into the weights: inference only)."""
         if self._scorer is None:
             from rankkit.rerank.ce_model import CrossEncoderModel
 
             with loading_progress(self.config.show_progress):
                 self._scorer = CrossEncoderModel.load(self.config.model, base=self.config.base,
-                                                      max_length=self.config.max_length)
+                                                      max_length=self.config.max_length, merge=True)
         return self._scorer
 
     def weight(self) -> float | None:
@@ -118,6 +131,8 @@ class CrossEncoder(Reranker):
         cache = RunCache(self.cache_dir, "cross-encoder")
         spec = {"model": model_identity(resolve_model(cfg.model)), "base": cfg.base, "max_length": cfg.max_length,
                 "precision": cfg.precision, "run": top.fingerprint(), "queries": sorted(texts.items())}
+        if cfg.backend != "torch" or cfg.precision == "int8":  # keys of torch-scored caches stay valid
+            spec["backend"] = list(resolve_backend(cfg.backend, cfg.precision, resolve_device(cfg.device)))
         cached = cache.load(spec, self.name)
         if cached is not None:
             return cached
@@ -131,7 +146,7 @@ class CrossEncoder(Reranker):
         c = self.config
         scores = self.scorer.score([queries[q] for q, _ in pairs], [docs[d] for _, d in pairs],
                                    batch_size=c.batch_size, max_length=c.max_length, device=c.device,
-                                   precision=c.precision, show_progress=c.show_progress)
+                                   precision=c.precision, show_progress=c.show_progress, backend=c.backend)
         out: dict[str, dict[str, float]] = {qid: {} for qid in candidates}
         for (qid, d), s in zip(pairs, scores):
             out[qid][d] = float(s)

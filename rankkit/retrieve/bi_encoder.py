@@ -15,6 +15,8 @@ FAISS index and to rerank; its index cache is keyed by the folder's content, ada
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +27,56 @@ import torch
 from torch import nn
 
 from rankkit.errors import ConfigError
-from rankkit.hf_encoder import EncoderModel, check_kind, load_backbone, new_backbone, pool, read_meta, sorted_inference
+from rankkit.hf_encoder import (
+    EncoderModel,
+    check_kind,
+    load_backbone,
+    new_backbone,
+    pool,
+    read_meta,
+    sorted_inference,
+)
 from rankkit.models import model_fingerprint, resolve_device, resolve_model
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "rankkit_bi.json"
 POOLINGS = ("mean", "cls")
+_ST = "sentence_transformers.models."
+
+
+def st_as_bi_encoder(path: str, max_length: int, fallback: bool = False) -> BiEncoderModel | None:
+    """A sentence-transformers model folder (or a plain HF encoder) as an equivalent :class:`BiEncoderModel`.
+
+    Only the common shape is taken: ``Transformer`` -> ``Pooling`` (mean or CLS) ->
+    optional ``Normalize`` (all-MiniLM-L6-v2 and most retrieval models); no
+    ``modules.json`` means a plain HF encoder, which sentence-transformers mean-pools.
+    Anything else raises :class:`ConfigError` naming the module, or with ``fallback``
+    logs it at WARNING and returns ``None`` (the caller then uses sentence-transformers).
+    """
+    folder = Path(path)
+    pooling, normalize = "mean", False
+    try:
+        modules = json.loads((folder / "modules.json").read_text()) if (folder / "modules.json").is_file() else []
+        kinds = [m["type"].removeprefix(_ST) for m in modules]
+        if modules and (kinds[:2] != ["Transformer", "Pooling"] or kinds[2:] not in ([], ["Normalize"])):
+            raise ConfigError(f"{path}: modules {' -> '.join(kinds)} (supported: Transformer -> Pooling -> "
+                              "optional Normalize)")
+        if modules:
+            cfg = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+            modes = [k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+                     for k, v in cfg.items() if k.startswith("pooling_mode_") and v]
+            if modes not in (["mean"], ["cls"]):
+                raise ConfigError(f"{path}: pooling {'+'.join(modes) or 'none'} (supported: mean or cls)")
+            pooling, normalize = modes[0], kinds[2:] == ["Normalize"]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        exc = exc if isinstance(exc, ConfigError) else ConfigError(f"{path}: unreadable sentence-transformers "
+                                                                    f"config ({exc})")
+        if not fallback:
+            raise ConfigError(f"backend onnx cannot run this model: {exc}; use backend: torch") from None
+        log.warning("backend auto: %s; encoding with sentence-transformers (torch) instead", exc)
+        return None
+    return BiEncoderModel.new(path, pooling=pooling, normalize=normalize, max_length=max_length)
 
 
 def is_bi_encoder_folder(path: str) -> bool:
@@ -66,8 +113,11 @@ class BiEncoderModel(EncoderModel):
 
     @classmethod
     def load(cls, path_or_id: str, *, base: str | None = None, trainable: bool = False,
-             max_length: int | None = None) -> BiEncoderModel:
-        """Load a folder written by :meth:`save` (adapter or full weights); other folders raise :class:`ConfigError`."""
+             max_length: int | None = None, merge: bool = False) -> BiEncoderModel:
+        """Load a folder written by :meth:`save` (adapter or full weights); other folders raise :class:`ConfigError`.
+
+        ``merge=True`` (inference) merges a LoRA adapter into the weights (faster, equal up to float rounding).
+        """
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(resolve_model(path_or_id))
@@ -76,7 +126,7 @@ class BiEncoderModel(EncoderModel):
             raise ConfigError(f"{path_or_id}: not a rankkit bi-encoder folder (no {CONFIG_FILE}); "
                               "train one with `rankkit train reranker` and model.kind: bi_encoder")
         meta = read_meta(folder, CONFIG_FILE)
-        encoder = load_backbone(folder, meta, AutoModel, base=base, trainable=trainable, pooled=True)
+        encoder = load_backbone(folder, meta, AutoModel, base=base, trainable=trainable, pooled=True, merge=merge)
         model = cls(encoder, AutoTokenizer.from_pretrained(str(folder)), base=meta["base"],
                     base_fingerprint=meta.get("base_fingerprint", ""), pooling=meta.get("pooling", "mean"),
                     normalize=bool(meta.get("normalize", True)), temperature=float(meta.get("temperature", 1.0)),
@@ -114,14 +164,21 @@ class BiEncoderModel(EncoderModel):
         return q @ d.T / self.log_temperature.exp()
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, max_length: int | None = None,
-               device: str = "auto", precision: str = "auto", show_progress: bool = False) -> np.ndarray:
-        """Embeddings of ``texts`` as float32 ``[len(texts), dim]`` (length-sorted batches, input order)."""
+               device: str = "auto", precision: str = "auto", show_progress: bool = False,
+               backend: str = "torch") -> np.ndarray:
+        """Embeddings of ``texts`` as float32 ``[len(texts), dim]`` (length-sorted batches, input order).
+
+        ``backend``/``precision`` follow :mod:`rankkit.backends`.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         dev = torch.device(resolve_device(device))
         self.to(dev).eval()
         enc = self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length, padding=False)
-        return sorted_inference(self.embed, self.tokenizer, enc, batch_size=batch_size, device=dev,
+        from rankkit.backends import inference_fn
+
+        fn, precision = inference_fn(self, "embed", enc, backend, precision, dev)
+        return sorted_inference(fn, self.tokenizer, enc, batch_size=batch_size, device=dev,
                                 precision=precision, desc="bi-encoder", show_progress=show_progress)
 
     @property

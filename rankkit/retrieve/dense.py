@@ -32,9 +32,15 @@ import numpy as np
 from pydantic import Field
 
 from rankkit import settings
-from rankkit.config import PositiveInt
+from rankkit.config import Backend, InferencePrecision, PositiveInt
 from rankkit.errors import ConfigError, DatasetError, IndexMissingError
-from rankkit.models import MINILM_ID, loading_progress, model_identity, resolve_device, resolve_model
+from rankkit.models import (
+    MINILM_ID,
+    loading_progress,
+    model_identity,
+    resolve_device,
+    resolve_model,
+)
 from rankkit.pipeline import PathStr, Stage, short_repr
 from rankkit.rerank.base import Reranker, RerankerOptions, register_reranker
 from rankkit.types import Document, Query, Run
@@ -78,20 +84,29 @@ class Encoder:
         trust_remote_code: bool = False,
         *,
         bi_encoder: BiEncoderModel | None = None,
+        backend: str = "torch",
     ) -> None:
+        from rankkit.backends import resolve as resolve_backend
         from rankkit.hf_encoder import check_kind
         from rankkit.precision import load_dtype, precision_name
-        from rankkit.retrieve.bi_encoder import CONFIG_FILE, BiEncoderModel
+        from rankkit.retrieve.bi_encoder import (
+            CONFIG_FILE,
+            BiEncoderModel,
+            st_as_bi_encoder,
+        )
 
         self.model_path = resolve_model(model)
         self.device = resolve_device(device)
+        self.backend, run_precision = resolve_backend(backend, precision, self.device, where="dense")
+        if self.backend == "onnx":
+            precision = "fp32"  # the weights loaded for export
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
         self.query_prefix = query_prefix
         self.doc_prefix = doc_prefix
         self.show_progress = bool(show_progress)
         self._max_length = int(max_length)
-        self.precision = precision_name(precision, self.device)
+        self.precision = precision_name(precision, self.device) if self.backend == "torch" else run_precision
         dtype = load_dtype(precision, self.device)
         self.bi_encoder = bi_encoder
         self.model: Any = None
@@ -99,7 +114,13 @@ class Encoder:
             check_kind(Path(self.model_path), CONFIG_FILE)
             if (Path(self.model_path) / CONFIG_FILE).is_file():
                 with loading_progress(self.show_progress):
-                    self.bi_encoder = BiEncoderModel.load(self.model_path)
+                    self.bi_encoder = BiEncoderModel.load(self.model_path, merge=True)
+        if self.bi_encoder is None and self.backend == "onnx":  # a sentence-transformers model, run as a BiEncoderModel
+            with loading_progress(self.show_progress):
+                self.bi_encoder = st_as_bi_encoder(self.model_path, self._max_length,
+                                                   fallback=backend == "auto" and precision != "int8")
+            if self.bi_encoder is None:  # backend auto, architecture not exportable: logged by st_as_bi_encoder
+                self.backend, self.precision = "torch", precision_name("fp32", self.device)
         if self.bi_encoder is not None:
             self.bi_encoder.to(device=self.device, dtype=dtype).eval()
             return
@@ -141,7 +162,8 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.bi_encoder is not None:
             emb = self.bi_encoder.encode(items, batch_size=self.batch_size, max_length=self._max_length,
-                                         device=self.device, show_progress=self.show_progress)
+                                         device=self.device, show_progress=self.show_progress, backend=self.backend,
+                                         precision=self.precision)
             if self.normalize:
                 emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
             return np.asarray(emb, dtype=np.float32)
@@ -171,10 +193,13 @@ class DenseConfig(RerankerOptions):
     run cache (default: the index under ``RANKKIT_CACHE_DIR``, no run cache). The shared
     options are :class:`~rankkit.rerank.base.RerankerOptions`. ``hits``, ``max_length``,
     ``ef_construction`` and ``ef_search`` are integers >= 1, ``hnsw_m`` one >= 2; ``gpu`` is
-    ``true``, ``false`` or ``"auto"``.
+    ``true``, ``false`` or ``"auto"``. ``backend`` and ``precision`` choose how texts are
+    encoded (:mod:`rankkit.backends`; ``auto``: bf16 torch on CUDA, the measured default on the CPU).
     """
 
     depth: PositiveInt | None = None
+    backend: Backend = "auto"
+    precision: InferencePrecision = "auto"
     model: PathStr = MINILM_ID
     max_length: PositiveInt = 256
     normalize: bool = False
@@ -191,6 +216,9 @@ class DenseConfig(RerankerOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from rankkit.backends import check_pair
+
+        check_pair(self.backend, self.precision)
         if self.hits < 1 or self.max_length < 1:
             raise ValueError("hits and max_length must be >= 1")
         if self.index not in ("flat", "hnsw"):
@@ -231,15 +259,23 @@ class Dense(Reranker):
         if self._encoder is None:
             cfg = self.config
             self._encoder = Encoder(cfg.model, cfg.max_length, cfg.batch_size, cfg.normalize, cfg.device,
-                                    cfg.query_prefix, cfg.doc_prefix, cfg.precision, cfg.show_progress)
+                                    cfg.query_prefix, cfg.doc_prefix, cfg.precision, cfg.show_progress,
+                                    backend=cfg.backend)
         return self._encoder
 
     def _precision(self) -> str:
+        """The precision vectors are computed in (``onnx-`` in front for ONNX Runtime): part of the index key."""
         if self._encoder is not None:
-            return self._encoder.precision
-        from rankkit.precision import precision_name
+            backend, precision = self._encoder.backend, self._encoder.precision
+        else:
+            from rankkit.backends import resolve as resolve_backend
+            from rankkit.precision import precision_name
 
-        return precision_name(self.config.precision, resolve_device(self.config.device))
+            device = resolve_device(self.config.device)
+            backend, precision = resolve_backend(self.config.backend, self.config.precision, device, where="dense")
+            if backend == "torch":
+                precision = precision_name(precision, device)
+        return precision if backend == "torch" else f"{backend}-{precision}"
 
     def index_key(self) -> str:
         """SHA-256 key of the corpus index: corpus, model, and every option that changes doc vectors."""
