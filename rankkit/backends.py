@@ -198,8 +198,14 @@ def _quantize(src: Path, dst: Path) -> None:
     """ONNX Runtime dynamic quantisation: int8 weights (per channel) of every MatMul/Gemm."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    root = logging.getLogger()  # the quantiser logs a line per tensor on the root logger
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        root.setLevel(level)
 
 
 def onnx_runner(model: Any, method: str, sample: dict[str, Any], precision: str,
