@@ -14,7 +14,7 @@ endif
 endif
 export TOKENIZERS_PARALLELISM ?= false
 
-# The demo's LoRA cross-encoder: a 100-step recipe (about 5 min on 2 CPU cores), retrained only
+# The demo's LoRA cross-encoder: a 75-step recipe (about 5 min on 2 CPU cores), retrained only
 # when its config changes. The full recipe (about 45 min with bf16 on a Xeon with AMX, about
 # 70 min in fp32 on an AMD EPYC) is `make ce-model`. Scores are cached under RANKKIT_CACHE_DIR.
 DEMO_CE := models/ce-scifact-demo/rankkit_ce.json
