@@ -62,7 +62,8 @@ def load_backbone(folder: Path, meta: dict[str, Any], auto: Any, *, base: str | 
     same content fingerprint, else :class:`ConfigError`). ``auto`` is the transformers Auto
     class; BERT-like backbones get ``add_pooling_layer=False`` when ``pooled`` is passed.
     ``merge`` (inference only) folds the adapter into the weights: the same scores up to
-    float rounding, and no adapter matmuls (1.8x faster scoring on a 2-core CPU).
+    float rounding, and no adapter matmuls (1.2x faster scoring for the demo cross-encoder,
+    ``eval/results/backends.md``).
     """
     quiet_load_reports()
     adapter = folder / ADAPTER_DIR

@@ -107,7 +107,9 @@ class CrossEncoderModel(EncoderModel):
         For a folder with a LoRA adapter the base model named in ``rankkit_ce.json``
         is loaded (or ``base``, which must have the same content fingerprint, else
         :class:`ConfigError`). ``trainable=True`` keeps the adapter trainable (to
-        continue training). A plain HF encoder without a scoring head is refused.
+        continue training); ``merge=True`` (inference) merges it into the weights: faster
+        scoring (1.2x for the demo model on a 2-core CPU), equal up to float rounding. A plain
+        HF encoder without a scoring head is refused.
         """
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
