@@ -118,7 +118,7 @@ class Encoder:
         if self.bi_encoder is None and self.backend == "onnx":  # a sentence-transformers model, run as a BiEncoderModel
             with loading_progress(self.show_progress):
                 self.bi_encoder = st_as_bi_encoder(self.model_path, self._max_length,
-                                                   fallback=backend == "auto" and precision != "int8")
+                                                   fallback=backend == "auto")
             if self.bi_encoder is None:  # backend auto, architecture not exportable: logged by st_as_bi_encoder
                 self.backend, self.precision = "torch", precision_name("fp32", self.device)
         if self.bi_encoder is not None:
