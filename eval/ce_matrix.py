@@ -173,7 +173,7 @@ def _worker(jobs: list[tuple[str, int]], bundle_dir: str, out_dir: str, deadline
             squeeze_adapter(result.output, sq, rank=SQUEEZE[name], overwrite=True)
             score(CrossEncoderModel.load(str(sq)), f"{name}-sq{SQUEEZE[name]}-s{seed}", dev, train_run, 0.0)
             cont = _job_config(f"{name}-sq-cont", seed, model, JOBS[name], min(CONTINUE_STEPS, max_steps or 10**9))
-            cont.init_from, cont.warmup_steps = str(sq), 0
+            cont.model.init_from, cont.warmup_steps = str(sq), 0
             t1 = time.time()
             res2 = train_reranker(cont, data=data)
             score(CrossEncoderModel.load(str(res2.output)), f"{name}-sq{SQUEEZE[name]}+{CONTINUE_STEPS}-s{seed}",
@@ -206,7 +206,7 @@ def train_all(bundle_dir: Path, out: Path, workers: int, budget_s: float, max_st
         p.join()
     from rankkit.runcard import machine, versions
 
-    info = {"device": _device(), "versions": versions(), "machine": machine(), "workers": workers, "jobs": JOBS, "seeds": SEEDS, "max_steps": max_steps,
+    info = {"device": _device(), "versions": versions(), "machine": machine(), "workers": workers, "jobs": JOBS, "only": only, "seeds": SEEDS, "max_steps": max_steps,
             "exit_codes": [p.exitcode for p in procs]}
     (out / "matrix_info.json").write_text(json.dumps(info, indent=2))
 

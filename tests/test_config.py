@@ -271,6 +271,15 @@ def test_train_config_accepts_good_values() -> None:
     assert from_mapping(TrainConfig, {"lora": True}).lora == LoraSettings()
 
 
+
+@pytest.mark.parametrize("cls", [TrainConfig, LoraSettings, CurriculumConfig, GroupConfig])
+def test_train_config_refuses_an_unknown_attribute_set_from_python(cls: type) -> None:
+    # a misplaced setting (cfg.init_from for cfg.model.init_from) once trained from scratch unnoticed
+    cfg = cls()
+    with pytest.raises(AttributeError):
+        cfg.init_from = "models/ce"
+    assert cfg == cls()
+
 LLM_ERRORS = [
     (RankR1Config, {"grpo": {"learning_rate": 0}}, "grpo.learning_rate must be a number > 0"),
     (RankR1Config, {"grpo": {"beta": -0.1}}, "grpo.beta must be a number >= 0"),

@@ -31,7 +31,7 @@ T = TypeVar("T")
 _NUMBER = re.compile(r"^\s*[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
-@dataclass
+@dataclass(slots=True)
 class LoraSettings:
     """LoRA adapter settings (peft); ``enabled: false`` means full fine-tuning.
 
@@ -56,7 +56,7 @@ Dev = Annotated[Annotated[float, Field(gt=0, lt=1)] | PositiveInt | NonEmptyStr 
                 Field(description="a fraction in (0, 1), a query count >= 1, a dataset id or path, or null")]
 
 
-@dataclass
+@dataclass(slots=True)
 class DataSettings:
     """Training data: a dataset split with qrels, its first stage, and the dev queries.
 
@@ -93,7 +93,7 @@ Pooling = Literal["mean", "cls"]
 POOLINGS = get_args(Pooling)
 
 
-@dataclass
+@dataclass(slots=True)
 class ModelSettings:
     """Which scorer is trained, and on which backbone (``model:`` section; a bare string is ``name``).
 
@@ -149,7 +149,7 @@ def _check_metric(name: str) -> None:
                          f"(e.g. ndcg@10, recall@100, mrr@10); supported: {', '.join(known)}")
 
 
-@dataclass
+@dataclass(slots=True)
 class TrainConfig:
     """All options of reranker training (see the module docstring for the defaults' origin).
 

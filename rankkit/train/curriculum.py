@@ -189,7 +189,7 @@ def anneal(w: torch.Tensor, step: int, end_step: int) -> torch.Tensor:
     return w * (1.0 - frac) + frac
 
 
-@dataclass
+@dataclass(slots=True)
 class CurriculumConfig:
     """Options of a difficulty curriculum (YAML maps onto these fields 1:1).
 

@@ -32,7 +32,7 @@ Sampling = Literal["uniform", "top"]
 SAMPLING = get_args(Sampling)
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupConfig:
     """How training groups are built (see the module docstring).
 
