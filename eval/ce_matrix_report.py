@@ -96,8 +96,14 @@ def report(runs_dir: Path, output: Path, bundle: Path = ROOT / ".devbundle") -> 
     for r in rows:
         r.pop("per_query")
     info_file = runs_dir / "matrix_info.json"
-    result = {"metric": METRIC, "rows": rows, "queries": len(qids),
-              "training": json.loads(info_file.read_text()) if info_file.exists() else None,
+    info = json.loads(info_file.read_text()) if info_file.exists() else {}
+    # a partial re-run copied into the folder leaves its own matrix_info_<name>.json beside the main one
+    reruns = {f.stem.removeprefix("matrix_info_"): json.loads(f.read_text())
+              for f in sorted(runs_dir.glob("matrix_info_*.json"))}
+    sharing = (f"{info.get('workers', '?')} runs at a time shared one {info.get('device', 'device')}"
+               + "".join(f"; re-run {name}: {r.get('workers', '?')} at a time, jobs {', '.join(r.get('only') or r.get('jobs', {}))}"
+                         for name, r in reruns.items()))
+    result = {"metric": METRIC, "rows": rows, "queries": len(qids), "training": info or None, "reruns": reruns,
               "run_card": run_card({"runs_dir": str(runs_dir)}, None, time.perf_counter() - t0)}
     write_json(result, output.with_suffix(".json"))
     with atomic_write(output.with_suffix(".md")) as fh:
@@ -106,7 +112,8 @@ def report(runs_dir: Path, output: Path, bundle: Path = ROOT / ".devbundle") -> 
                  "softmax, no curriculum; `+x` = curriculum heuristic x; `-bce`/`-ranknet` = other objectives; "
                  "`-lora-r8` = trained at r=8; `-sq8` = the `ce` adapter squeezed to r=8 (`+50`: then 50 more "
                  "steps); `+ bm25 (w from dev)` = interpolated with BM25 by the weight chosen on that seed's "
-                 "held-out training queries. GPU train s: mean wall time per training run (6 runs shared one "
-                 "H200; the squeeze itself is not timed).\n")
+                 "held-out training queries; `-bce` = pointwise BCE with class-balanced `pos_weight` (the default), "
+                 "`-bce-unbalanced` = plain BCE. GPU train s: mean wall time per training run "
+                 f"({sharing}; the squeeze itself is not timed).\n")
     print(md)
     return result
