@@ -110,10 +110,13 @@ class OnnxRunner:
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
+        import torch
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        # torch's count honours OMP_NUM_THREADS and the CPU affinity; os.cpu_count() would
+        # oversubscribe a container or a taskset limited to fewer cores than the host has
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
