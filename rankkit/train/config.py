@@ -156,7 +156,13 @@ class TrainConfig:
     ``model`` picks the scorer (:class:`ModelSettings`); ``objective`` is a name or a
     mapping ``{name: ..., <setting>: ...}`` (see :mod:`rankkit.train.objectives`).
     ``eval_every`` is in optimiser steps (null: end of each epoch; 0: never).
-    ``save_every`` writes a resumable checkpoint. ``precision`` is ``auto`` (bf16
+    ``save_every`` writes a resumable checkpoint. ``forward_chunk`` (pairs per forward
+    pass, null: the whole batch at once) scores a batch chunk by chunk without gradients,
+    takes the objective's gradient with respect to the scores, then re-runs each chunk
+    with gradients (gradient caching: Gao, Zhang, Han and Callan, 2021, "Scaling Deep
+    Contrastive Learning Batch Size under Memory Limited Setup"), so memory stays flat in
+    the group size (groups of 100 for policy gradient); objectives that read in-batch
+    scores cannot use it. ``precision`` is ``auto`` (bf16
     autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16`` (autocast; measure
     on the CPU at hand before choosing bf16 there). ``device`` is ``auto``, ``cpu``,
     ``cuda``, ``cuda:N`` or ``mps``. Counts are integers >= 1 (``warmup_steps`` >= 0),
@@ -181,6 +187,7 @@ class TrainConfig:
     max_grad_norm: PositiveFloat = 1.0
     eval_every: NonNegativeInt | None = None
     eval_batch_size: PositiveInt = 64
+    forward_chunk: PositiveInt | None = None
     select_metric: NonEmptyStr = "ndcg@10"
     tune_interpolation: bool = True
     save_every: PositiveInt = 50
@@ -196,6 +203,10 @@ class TrainConfig:
         validate_fields(self, type(self).__name__)
         self.objective = objective_spec(self.objective)
         check_precision(self.precision)
+        if self.forward_chunk is not None and self.objective["name"] == "infonce" \
+                and self.objective.get("in_batch", True):
+            raise ValueError("forward_chunk does not apply to objective infonce with in-batch negatives (they need "
+                             "every document of the batch at once); set forward_chunk: null or in_batch: false")
         _check_metric(self.select_metric)
 
     def check_paths(self, base: Path) -> None:

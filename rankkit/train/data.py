@@ -43,19 +43,19 @@ class TrainingData:
         return dataclasses.replace(self, groups=groups)
 
 
-def first_stage_run(spec: str, dataset: Dataset, base: Path) -> Run:
+def first_stage_run(spec: str, dataset: Dataset, base: Path, show_progress: bool = True) -> Run:
     """Run the first stage ``spec`` (a pipeline YAML, or a TREC run file) over ``dataset``'s queries."""
     path = Path(spec) if Path(spec).is_absolute() else base / spec
     if path.suffix in (".yaml", ".yml"):
         from rankkit.pipeline import Pipeline
 
-        return Pipeline.from_yaml(path, dataset)(dataset.queries)
+        return Pipeline.from_yaml(path, dataset, show_progress=show_progress)(dataset.queries)
     if not path.is_file():
         raise ConfigError(f"first stage {spec!r}: {path} is neither a pipeline YAML nor an existing run file")
     return Run.from_trec(path)
 
 
-def load_training_data(cfg: TrainConfig, base: Path) -> TrainingData:
+def load_training_data(cfg: TrainConfig, base: Path, show_progress: bool = True) -> TrainingData:
     """Load the training split, first stage, dev split and per-epoch groups named by ``cfg``."""
     from rankkit.data import load_dataset
 
@@ -74,14 +74,14 @@ def load_training_data(cfg: TrainConfig, base: Path) -> TrainingData:
     if dataset.qrels.num_judgements == 0:
         raise ConfigError(f"data.dataset {d.dataset!r} has no qrels: training a reranker needs relevance labels "
                           "(give a split with qrels, e.g. beir/scifact/train)")
-    run = first_stage_run(d.first_stage, dataset, base)
+    run = first_stage_run(d.first_stage, dataset, base, show_progress)
     dev = dev_run = None
     if isinstance(d.dev, (int, float)) and not isinstance(d.dev, bool):
         dataset, dev = holdout(dataset, d.dev, cfg.seed)
         dev_run = run
     elif isinstance(d.dev, str):
         dev = load_dataset(d.dev)
-        dev_run = first_stage_run(d.dev_first_stage or d.first_stage, dev, base)
+        dev_run = first_stage_run(d.dev_first_stage or d.first_stage, dev, base, show_progress)
     groups = build_epochs(dataset, run, cfg)
     log.info("%d training groups per epoch from %d queries%s", len(groups[0]), len(dataset.queries),
              f"; {len(dev.queries)} dev queries" if dev is not None else "")

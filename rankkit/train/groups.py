@@ -8,6 +8,12 @@ whose run has too few candidates is topped up with random corpus documents, so
 every group has exactly ``group_size`` documents. Sampling is deterministic given
 ``(seed, epoch)``; each epoch draws fresh negatives. :func:`holdout` carves dev
 queries out of a training split.
+
+``mode: candidates`` builds one group per query instead (Plackett-Luce policy gradient,
+listwise objectives that should see what the reranker will see): the first stage's top
+``group_size`` documents with their graded labels, every judged positive kept (a positive
+ranked below the cut replaces the lowest-ranked non-relevant candidate), topped up with
+random corpus documents when the run is shorter.
 """
 
 from __future__ import annotations
@@ -40,7 +46,10 @@ class GroupConfig:
     into the first-stage run negatives are drawn; ``random_negatives`` is in
     [0, group_size); ``min_relevance`` (>= 1) is the lowest qrels grade that counts as
     relevant; ``on_missing_positive`` is ``"error"`` (a training query without any
-    relevant document is a data problem) or ``"skip"``.
+    relevant document is a data problem) or ``"skip"``. ``mode`` is ``positive`` (one
+    group per relevant document) or ``candidates`` (one group per query: the first stage's
+    top ``group_size``, positives kept; ``negatives_depth``, ``sampling`` and
+    ``random_negatives`` do not apply).
     """
 
     group_size: Annotated[int, Field(ge=2)] = 8
@@ -49,11 +58,15 @@ class GroupConfig:
     random_negatives: NonNegativeInt = 0
     min_relevance: PositiveInt = 1
     on_missing_positive: Literal["error", "skip"] = "error"
+    mode: Literal["positive", "candidates"] = "positive"
 
     def __post_init__(self) -> None:
         validate_fields(self, "groups")
         if not self.random_negatives < self.group_size:
             raise ValueError(f"random_negatives must be in [0, group_size), got {self.random_negatives}")
+        if self.mode == "candidates" and self.random_negatives:
+            raise ValueError("random_negatives does not apply to mode: candidates (the group is the first stage's "
+                             "top group_size); set it to 0")
 
 
 def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, *, seed: int = 0,
@@ -70,6 +83,8 @@ def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, 
     if dataset.qrels.num_judgements == 0:
         raise ConfigError(f"dataset {dataset.name!r} has no qrels: training a reranker needs relevance labels "
                           "(give a split with qrels, e.g. beir/scifact/train)")
+    if cfg.mode == "candidates":
+        return _candidate_groups(dataset, run, cfg, seed, epoch, difficulty)
     rng = np.random.default_rng([seed, epoch])
     corpus: list[str] | None = None
     plan: list[tuple[str, str, float, list[str]]] = []
@@ -122,6 +137,58 @@ def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, 
         groups.append(TrainingGroup(queries[qid], [docs[d] for d in ids], [grade] + [0.0] * len(negs),
                                     difficulty=diff))
     return groups
+
+
+def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, epoch: int,
+                      difficulty: Callable[[str, str], float] | None) -> list[TrainingGroup]:
+    """``mode: candidates``: one group per query, the first stage's top ``group_size`` with every positive kept."""
+    rng = np.random.default_rng([seed, epoch])
+    corpus: list[str] | None = None
+    plan: list[tuple[str, list[str], list[float]]] = []
+    size = cfg.group_size
+    for query in sorted(dataset.queries, key=lambda q: q.qid):
+        judged = dataset.qrels.get(query.qid, {})
+        positives = [d for d, g in sorted(judged.items()) if g >= cfg.min_relevance]
+        if not positives:
+            if cfg.on_missing_positive == "skip":
+                log.info("query %s has no relevant document; skipped", query.qid)
+                continue
+            raise DatasetError(f"dataset {dataset.name!r}: training query {query.qid!r} has no relevant document "
+                               f"(grade >= {cfg.min_relevance}) in the qrels; fix the qrels or set "
+                               "groups.on_missing_positive: skip")
+        ranked = [d for d, _ in run.ranked(query.qid)] if query.qid in run else []
+        if not ranked:
+            raise DatasetError(f"dataset {dataset.name!r}: training query {query.qid!r} has no first-stage "
+                               "candidates (it is missing from the run); a candidate-set group needs them")
+        if len(positives) > size:
+            raise DatasetError(f"dataset {dataset.name!r}: query {query.qid!r} has {len(positives)} relevant "
+                               f"documents, more than groups.group_size ({size})")
+        ids = ranked[:size]
+        missing = [d for d in positives if d not in set(ids)]
+        if missing:  # replace the lowest-ranked non-relevant candidates by the positives below the cut
+            keep = set(positives)
+            drop = [i for i in range(len(ids) - 1, -1, -1) if ids[i] not in keep][:max(0, len(ids) + len(missing) - size)]
+            ids = [d for i, d in enumerate(ids) if i not in set(drop)] + missing
+        if len(ids) < size:
+            if corpus is None:
+                corpus = [d.docid for d in dataset.docs_iter()]
+            taken = set(ids)
+            if len(set(corpus) - taken) < size - len(ids):
+                raise DatasetError(f"dataset {dataset.name!r}: corpus too small for groups of {size}")
+            while len(ids) < size:
+                d = corpus[int(rng.integers(len(corpus)))]
+                if d not in taken:
+                    taken.add(d)
+                    ids.append(d)
+        grades = [float(judged.get(d, 0)) if judged.get(d, 0) >= cfg.min_relevance else 0.0 for d in ids]
+        plan.append((query.qid, ids, grades))
+    if not plan:
+        raise DatasetError(f"dataset {dataset.name!r}: no training groups (no query has a relevant document)")
+    docs = dataset.docs(list(dict.fromkeys(d for _, ids, _ in plan for d in ids)))
+    queries = {q.qid: q for q in dataset.queries}
+    return [TrainingGroup(queries[qid], [docs[d] for d in ids], grades,
+                          difficulty=tuple(float(difficulty(qid, d)) for d in ids) if difficulty is not None else ())
+            for qid, ids, grades in plan]
 
 
 def holdout(dataset: Dataset, size: float | int, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -91,11 +91,11 @@ def _set_rng(state: dict[str, Any]) -> None:
 class _Loop:
     """State of one training run (kept in a class so checkpointing sees all of it)."""
 
-    def __init__(self, cfg: TrainConfig, data: TrainingData, output: Path) -> None:
+    def __init__(self, cfg: TrainConfig, data: TrainingData, output: Path, show_progress: bool = True) -> None:
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
-        self.cfg, self.data, self.output = cfg, data, output
+        self.cfg, self.data, self.output, self.show_progress = cfg, data, output, show_progress
         self.ckpt_root = output.parent / f"{output.name}.checkpoints"
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
         self.acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision(cfg.precision, "cpu" if cpu else "cuda"),
@@ -194,7 +194,7 @@ class _Loop:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.total, initial=self.step, desc="train", unit="step",
-                   disable=not self.acc.is_local_main_process)
+                   disable=not (self.show_progress and self.acc.is_local_main_process))
         running: list[dict[str, float]] = []
         self.model.train()
         while self.step < self.total:
@@ -251,15 +251,57 @@ class _Loop:
         """One forward/backward pass (and an optimiser step when gradients sync); returns the logged values."""
         with self.acc.accumulate(self.model):
             labels = batch["labels"].to(self.acc.device)
-            scores, in_batch = self.scorer.forward(self.model, batch, self.acc.device)
-            out = self.objective(scores, labels, self.weights(batch, labels), in_batch=in_batch)
-            self.acc.backward(out.loss)
+            if self.cfg.forward_chunk:
+                out = self.chunked_pass(batch, labels, self.cfg.forward_chunk)
+            else:
+                scores, in_batch = self.scorer.forward(self.model, batch, self.acc.device)
+                out = self.objective(scores, labels, self.weights(batch, labels), in_batch=in_batch)
+                self.acc.backward(out.loss)
             if self.acc.sync_gradients:
                 self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad()
         return {"loss": float(out.loss.detach()), **out.logs}
+
+
+    def chunked_pass(self, batch: dict[str, Any], labels: torch.Tensor, chunk: int) -> Any:
+        """Forward and backward ``chunk`` pairs at a time (gradient caching; see ``TrainConfig.forward_chunk``).
+
+        Pass 1 scores every chunk without gradients; the objective's gradient with respect to
+        those scores is then pushed through each chunk re-run with gradients. Each chunk's
+        random state (dropout) is replayed in pass 2, so both passes compute the same scores.
+        """
+        G, n = labels.shape
+        bounds = [(a, min(a + chunk, G * n)) for a in range(0, G * n, chunk)]
+        states, parts = [], []
+        with torch.no_grad():
+            for a, b in bounds:
+                states.append(_torch_rng())
+                parts.append(self.scorer.score_range(self.model, batch, self.acc.device, a, b).float())
+        scores = torch.cat(parts).view(G, n).requires_grad_(True)
+        out = self.objective(scores, labels, self.weights(batch, labels))
+        (grad,) = torch.autograd.grad(out.loss, scores)
+        grad = grad.reshape(-1)
+        after = _torch_rng()
+        for (a, b), state in zip(bounds, states):
+            _set_torch_rng(state)
+            part = self.scorer.score_range(self.model, batch, self.acc.device, a, b)
+            self.acc.backward((part.float() * grad[a:b]).sum())
+        _set_torch_rng(after)
+        out.loss = out.loss.detach()
+        return out
+
+
+def _torch_rng() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """torch's CPU (and CUDA) random state, for replaying dropout."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def _set_torch_rng(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def check_output(output: Path, config_file: str, kind: str, resume: bool) -> None:
@@ -281,12 +323,13 @@ def check_output(output: Path, config_file: str, kind: str, resume: bool) -> Non
 
 
 def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, resume: bool = False,
-                   data: TrainingData | None = None) -> TrainResult:
+                   data: TrainingData | None = None, show_progress: bool = True) -> TrainResult:
     """Train the scorer of ``cfg.model.kind`` as configured; returns where the model was written.
 
     ``base_dir`` resolves relative paths of the config (its own folder for a YAML
     file). ``resume`` continues from the newest checkpoint of the same output.
     ``data`` skips loading (tests, experiments that share first-stage runs).
+    ``show_progress: False`` hides the progress bars (the first stage's and training's).
     """
     start = time.perf_counter()
     base = Path(base_dir)
@@ -295,10 +338,10 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
     check_output(output, kind.config_file, cfg.model.kind, resume)
     seed_everything(cfg.seed)
     if data is None:
-        data = load_training_data(cfg, base)
+        data = load_training_data(cfg, base, show_progress)
     if cfg.curriculum.heuristic:
         data = data.with_difficulty(Difficulty(data.run, cfg.curriculum.heuristic))
-    loop = _Loop(cfg, data, output)
+    loop = _Loop(cfg, data, output, show_progress)
     if not resume:
         shutil.rmtree(loop.ckpt_root, ignore_errors=True)
     elif loop.resume() and loop.step >= loop.total:

@@ -42,6 +42,16 @@ def group_tensors(batch: Sequence[TrainingGroup]) -> dict[str, torch.Tensor]:
     return out
 
 
+def _rows(features: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
+    """Rows ``start:stop`` of tokenised features, trimmed to their own longest sequence."""
+    rows = {k: v[start:stop] for k, v in features.items()}
+    mask = rows.get("attention_mask")
+    if mask is not None and mask.numel():
+        width = int(mask.sum(1).max())
+        rows = {k: v[:, :width] for k, v in rows.items()}
+    return rows
+
+
 class Scorer(abc.ABC):
     """A trainable scoring model for the training loop (:mod:`rankkit.train.loop`; see the module docstring)."""
 
@@ -93,6 +103,11 @@ class Scorer(abc.ABC):
     def forward(self, module: nn.Module, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor,
                                                                                               torch.Tensor | None]:
         """Scores ``[G, n]`` and in-batch scores ``[G, G*n]`` (or ``None``) through ``module`` (the prepared model)."""
+
+    @abc.abstractmethod
+    def score_range(self, module: nn.Module, batch: dict[str, Any], device: torch.device, start: int,
+                    stop: int) -> torch.Tensor:
+        """Scores of the batch's pairs ``start:stop`` in group-major order (``forward_chunk``), ``[stop - start]``."""
 
     @abc.abstractmethod
     def rerank(self, dataset: Dataset, run: Run, depth: int, batch_size: int, device: str) -> Run:
@@ -152,6 +167,11 @@ class CrossEncoderScorer(Scorer):
     def forward(self, module: nn.Module, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, None]:
         feats = {k: v.to(device) for k, v in batch["features"].items()}
         return module(**feats).view(batch["labels"].shape), None
+
+    def score_range(self, module: nn.Module, batch: dict[str, Any], device: torch.device, start: int,
+                    stop: int) -> torch.Tensor:
+        feats = _rows(batch["features"], start, stop)
+        return module(**{k: v.to(device) for k, v in feats.items()}).view(-1)
 
     def rerank(self, dataset: Dataset, run: Run, depth: int, batch_size: int, device: str) -> Run:
         from rankkit.rerank.cross_encoder import CrossEncoder
@@ -223,6 +243,15 @@ class BiEncoderScorer(Scorer):
         own = torch.arange(G, device=sims.device).unsqueeze(1) * n + torch.arange(n, device=sims.device)
         scores = sims.gather(1, own)
         return scores, sims.masked_fill(batch["in_batch_mask"].to(sims.device), _NEG)
+
+    def score_range(self, module: nn.Module, batch: dict[str, Any], device: torch.device, start: int,
+                    stop: int) -> torch.Tensor:
+        n = batch["labels"].shape[1]
+        q = {k: v.to(device) for k, v in batch["queries"].items()}
+        d = {k: v.to(device) for k, v in _rows(batch["docs"], start, stop).items()}
+        sims = module(q, d)  # [G, stop - start]
+        owner = torch.arange(start, stop, device=sims.device) // n
+        return sims.gather(0, owner.unsqueeze(0)).view(-1)
 
     def rerank(self, dataset: Dataset, run: Run, depth: int, batch_size: int, device: str) -> Run:
         from rankkit.retrieve.dense import Dense, Encoder

@@ -18,14 +18,16 @@ from rankkit.train.objectives.base import Objective, ObjectiveOutput, weighted_m
 from rankkit.train.objectives.infonce import InfoNCE
 from rankkit.train.objectives.listwise import Softmax
 from rankkit.train.objectives.pairwise import Margin, RankNet
+from rankkit.train.objectives.pgrank import PlackettLucePG
 from rankkit.train.objectives.pointwise import BCE
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (BCE, RankNet, Margin, Softmax, InfoNCE)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (BCE, RankNet, Margin, Softmax, InfoNCE, PlackettLucePG)}
 ALIASES = {"pointwise": "bce", "pairwise": "ranknet", "hinge": "margin", "listwise": "softmax",
-           "listnet": "softmax", "ce": "softmax", "contrastive": "infonce"}
+           "listnet": "softmax", "ce": "softmax", "contrastive": "infonce",
+           "pgrank": "plackett_luce_pg", "pg_rank": "plackett_luce_pg"}
 
 __all__ = ["ALIASES", "BCE", "OBJECTIVES", "InfoNCE", "Margin", "Objective", "ObjectiveOutput", "RankNet",
-           "Softmax", "build_objective", "canonical_objective", "objective_spec", "weighted_mean"]
+           "PlackettLucePG", "Softmax", "build_objective", "canonical_objective", "objective_spec", "weighted_mean"]
 
 
 def canonical_objective(name: str) -> str:
