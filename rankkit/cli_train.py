@@ -50,10 +50,11 @@ def training_options(config_class: str, config_help: str, output_help: str, set_
                      resume: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a training command the shared options and hand it its loaded config.
 
-    Adds ``--config``, ``--output``, ``--resume`` (unless ``resume=False``), ``--seed`` and
-    ``--set``; reads the YAML into ``config_class`` (a dotted name, imported when the
-    command runs) with :func:`load_training_config`; and calls the command as
-    ``fn(config, yaml_folder, resume=...)`` (``fn(config, yaml_folder)`` without ``--resume``).
+    Adds ``--config``, ``--output``, ``--resume`` (unless ``resume=False``), ``--seed``,
+    ``--set`` and ``--quiet``; reads the YAML into ``config_class`` (a dotted name, imported
+    when the command runs) with :func:`load_training_config`; and calls the command as
+    ``fn(config, yaml_folder, show_progress=..., resume=...)`` (no ``resume`` without ``--resume``).
+    ``--quiet`` also turns off the progress bars of transformers, huggingface_hub and datasets.
     """
     options = [
         click.option("--config", "config_path", required=True, type=click.Path(), help=config_help),
@@ -65,22 +66,36 @@ def training_options(config_class: str, config_help: str, output_help: str, set_
     options += [
         click.option("--seed", type=int, default=None, help="Override the config's seed."),
         click.option("--set", "sets", multiple=True, help=set_help),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
     ]
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def command(config_path: str, output: str | None, seed: int | None, sets: tuple[str, ...],
-                    **flags: Any) -> Any:
+                    quiet: bool, **flags: Any) -> Any:
             module, _, name = config_class.rpartition(".")
             cls = getattr(importlib.import_module(module), name)
             cfg, base = load_training_config(cls, config_path, output, seed, sets)
-            return fn(cfg, base, **flags)
+            if quiet:
+                _silence_progress_bars()
+            return fn(cfg, base, show_progress=not quiet, **flags)
 
         for option in reversed(options):
             command = option(command)
         return command
 
     return deco
+
+
+def _silence_progress_bars() -> None:
+    """Turn off the progress bars of the libraries training calls (weights loading, dataset maps)."""
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+    datasets.disable_progress_bars()
 
 
 def load_training_config(cls: type[T], config_path: str, output: str | None, seed: int | None,
@@ -115,12 +130,12 @@ def train_group() -> None:
 @training_options("rankkit.train.config.TrainConfig", "Training YAML (TrainConfig).",
                   "Model folder (overrides the config's output).",
                   "Override a config key: --set lora.rank=8 (repeatable).")
-def train_reranker_cmd(cfg: TrainConfig, base: Path, resume: bool) -> None:
+def train_reranker_cmd(cfg: TrainConfig, base: Path, show_progress: bool, resume: bool) -> None:
     """Train a cross-encoder reranker as configured and print where it was written."""
     from rankkit.train.loop import train_reranker
 
     logging.getLogger("accelerate").setLevel(logging.WARNING)
-    result = train_reranker(cfg, base, resume=resume)
+    result = train_reranker(cfg, base, resume=resume, show_progress=show_progress)
     _echo_result("model", result)
     if result.best_metric is not None:
         click.echo(f"best dev {cfg.select_metric}: {result.best_metric:.4f}")
@@ -132,22 +147,22 @@ def train_reranker_cmd(cfg: TrainConfig, base: Path, resume: bool) -> None:
 @training_options("rankkit.train.llm_config.RankR1Config", "Rank-R1 YAML (RankR1Config).",
                   "Adapter folder (overrides the config's output).",
                   "Override a config key: --set grpo.beta=0.0 (repeatable).")
-def train_grpo_cmd(cfg: RankR1Config, base: Path, resume: bool) -> None:
+def train_grpo_cmd(cfg: RankR1Config, base: Path, show_progress: bool, resume: bool) -> None:
     """Train a setwise LLM reranker with GRPO (Rank-R1) and a LoRA adapter."""
     from rankkit.train.grpo import train_grpo
 
-    _echo_result("adapter", train_grpo(cfg, base, resume=resume))
+    _echo_result("adapter", train_grpo(cfg, base, resume=resume, show_progress=show_progress))
 
 
 @train_group.command("sft-setwise")
 @training_options("rankkit.train.llm_config.SetwiseSFTConfig", "SFT YAML (SetwiseSFTConfig).",
                   "Adapter folder (overrides the config's output).",
                   "Override a config key: --set sft.learning_rate=5e-5.", resume=False)
-def train_sft_cmd(cfg: SetwiseSFTConfig, base: Path) -> None:
+def train_sft_cmd(cfg: SetwiseSFTConfig, base: Path, show_progress: bool) -> None:
     """Train the Setwise-SFT baseline (answers without reasoning) with a LoRA adapter."""
     from rankkit.train.sft_setwise import train_sft_setwise
 
-    _echo_result("adapter", train_sft_setwise(cfg, base))
+    _echo_result("adapter", train_sft_setwise(cfg, base, show_progress=show_progress))
 
 
 @click.group("adapters")

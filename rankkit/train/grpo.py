@@ -46,7 +46,7 @@ class SetwiseReward:
         return [rank_r1_reward(t, gt) for t, gt in zip(texts, label)]
 
 
-def grpo_args(cfg: RankR1Config, output_dir: str) -> Any:
+def grpo_args(cfg: RankR1Config, output_dir: str, show_progress: bool = True) -> Any:
     """The ``trl.GRPOConfig`` of ``cfg``: every setting explicit, logging each step, no external reporting."""
     from trl import GRPOConfig
 
@@ -57,11 +57,12 @@ def grpo_args(cfg: RankR1Config, output_dir: str) -> Any:
         num_iterations=g.num_iterations, epsilon=g.epsilon, loss_type=g.loss_type, scale_rewards=g.scale_rewards,
         mask_truncated_completions=g.mask_truncated_completions, save_strategy="steps", save_steps=g.save_steps,
         save_total_limit=1, reward_weights=[1.0, cfg.reward.format_weight], remove_unused_columns=False,
-        disable_tqdm=False, **trl_args(cfg, g),
+        disable_tqdm=not show_progress, **trl_args(cfg, g),
     )
 
 
-def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) -> LLMTrainResult:
+def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False,
+               show_progress: bool = True) -> LLMTrainResult:
     """Train a Rank-R1 LoRA adapter as configured; relative paths in ``cfg.data`` resolve against ``base``."""
     import datasets
     from trl import GRPOTrainer
@@ -72,7 +73,8 @@ def train_grpo(cfg: RankR1Config, base: Path = Path("."), resume: bool = False) 
     checkpoints = str(start.output) + ".checkpoints"
     trainer = GRPOTrainer(model=start.model, reward_funcs=[SetwiseReward("correct", prefix),
                                                            SetwiseReward("format", prefix)],
-                          args=grpo_args(cfg, checkpoints), train_dataset=train, processing_class=start.tokenizer,
+                          args=grpo_args(cfg, checkpoints, show_progress), train_dataset=train,
+                          processing_class=start.tokenizer,
                           peft_config=peft_lora(cfg.lora), callbacks=[time_budget_callback(cfg.grpo.max_time_s)])
     trainer.train(resume_from_checkpoint=True if resume and Path(checkpoints).is_dir() else None)
     return finish(trainer, "grpo", cfg, start)

@@ -17,7 +17,7 @@ from rankkit.train.setwise_common import LLMTrainResult, finish, peft_lora, star
 log = logging.getLogger(__name__)
 
 
-def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrainResult:
+def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path("."), show_progress: bool = True) -> LLMTrainResult:
     """Train the Setwise-SFT LoRA adapter as configured; relative data paths resolve against ``base``."""
     import datasets
     from trl import SFTConfig, SFTTrainer
@@ -27,7 +27,7 @@ def train_sft_setwise(cfg: SetwiseSFTConfig, base: Path = Path(".")) -> LLMTrain
                                         for e in start.examples])
     s = cfg.sft
     args = SFTConfig(output_dir=str(start.output) + ".checkpoints", num_train_epochs=s.num_train_epochs,
-                     max_length=s.max_length, completion_only_loss=True, packing=False, save_strategy="no",
+                     max_length=s.max_length, completion_only_loss=True, packing=False, save_strategy="no", disable_tqdm=not show_progress,
                      **trl_args(cfg, s))
     trainer = SFTTrainer(model=start.model, args=args, train_dataset=train, processing_class=start.tokenizer,
                          peft_config=peft_lora(cfg.lora))

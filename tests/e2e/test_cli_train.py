@@ -117,6 +117,25 @@ def test_bad_train_configs_fail_with_one_line(config: Path, tmp_path: Path) -> N
     assert bad.returncode == 2 and "unknown key 'margn' (did you mean 'margin'?)" in bad.stderr
 
 
+def test_pgrank_config_trains_a_bi_encoder_from_the_cli(tiny_bert: Path, train_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pg-bi"
+    sets = {"model.name": str(tiny_bert), "model.max_length": 64, "data.dataset": str(train_folder),
+            "data.split": "train", "data.first_stage": str(train_folder / "run.trec"), "data.dev": "null",
+            "data.groups.group_size": 12, "max_steps": 2, "lora.rank": 4, "lora.alpha": 8, "forward_chunk": 8,
+            "objective.samples": 4}
+    args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+    proc = rk("train", "reranker", "--config", str(ROOT / "pipelines" / "pgrank_bi_scifact.yaml"), "--quiet",
+              "--output", str(out), *args)
+    assert "%|" not in proc.stderr and "it/s" not in proc.stderr, proc.stderr  # --quiet: no progress bar at all
+    card = json.loads((out / "train_card.json").read_text())
+    assert card["steps"] == 2 and card["config"]["objective"]["name"] == "plackett_luce_pg"
+    assert {"reward", "grad_var", "grad_var_no_baseline"} <= set(card["history"][-1])
+    bad = rk("train", "reranker", "--config", str(ROOT / "pipelines" / "pgrank_bi_scifact.yaml"), *args,
+             "--set", "objective.samples=1", check=False)
+    assert bad.returncode == 2 and "samples must be >= 2 with the leave-one-out baseline" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 @pytest.fixture(scope="module")
 def llm_config(tiny_llm: Path, train_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cfg-llm") / "llm.yaml"
