@@ -86,20 +86,15 @@ def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, 
     if cfg.mode == "candidates":
         return _candidate_groups(dataset, run, cfg, seed, epoch, difficulty)
     rng = np.random.default_rng([seed, epoch])
-    corpus: list[str] | None = None
+    corpus = _Corpus(dataset, cfg.group_size)
     plan: list[tuple[str, str, float, list[str]]] = []
     n_neg = cfg.group_size - 1
     topped_up = 0
     for query in sorted(dataset.queries, key=lambda q: q.qid):
         judged = dataset.qrels.get(query.qid, {})
-        positives = sorted(d for d, g in judged.items() if g >= cfg.min_relevance)
+        positives = _positives(dataset, query.qid, judged, cfg)
         if not positives:
-            if cfg.on_missing_positive == "skip":
-                log.info("query %s has no relevant document; skipped", query.qid)
-                continue
-            raise DatasetError(f"dataset {dataset.name!r}: training query {query.qid!r} has no relevant document "
-                               f"(grade >= {cfg.min_relevance}) in the qrels; fix the qrels or set "
-                               "groups.on_missing_positive: skip")
+            continue
         relevant = set(positives)
         ranked = [d for d, _ in run.ranked(query.qid)[:cfg.negatives_depth]] if query.qid in run else []
         pool = [d for d in ranked if d not in relevant]
@@ -112,16 +107,7 @@ def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, 
             need = n_neg - len(hard)
             extra: list[str] = []
             if need:
-                if corpus is None:
-                    corpus = [d.docid for d in dataset.docs_iter()]
-                taken = relevant | set(hard)
-                if len(corpus) - len(taken & set(corpus)) < need:
-                    raise DatasetError(f"dataset {dataset.name!r}: corpus too small for groups of {cfg.group_size}")
-                while len(extra) < need:
-                    d = corpus[int(rng.integers(len(corpus)))]
-                    if d not in taken:
-                        taken.add(d)
-                        extra.append(d)
+                extra = corpus.draw(relevant | set(hard), need, rng)
                 topped_up += need - (cfg.random_negatives if len(hard) == n_neg - cfg.random_negatives else 0)
             plan.append((query.qid, pos, float(judged[pos]), hard + extra))
     if not plan:
@@ -139,23 +125,52 @@ def build_groups(dataset: Dataset, run: Run, config: GroupConfig | None = None, 
     return groups
 
 
+class _Corpus:
+    """The corpus's docids, read once on first use, to draw random documents from."""
+
+    def __init__(self, dataset: Dataset, group_size: int) -> None:
+        self.dataset, self.group_size = dataset, group_size
+        self.ids: list[str] | None = None
+
+    def draw(self, taken: set[str], need: int, rng: np.random.Generator) -> list[str]:
+        """``need`` distinct random docids not in ``taken`` (which grows with them)."""
+        if self.ids is None:
+            self.ids = [d.docid for d in self.dataset.docs_iter()]
+        if len(set(self.ids) - taken) < need:
+            raise DatasetError(f"dataset {self.dataset.name!r}: corpus too small for groups of {self.group_size}")
+        out: list[str] = []
+        while len(out) < need:
+            d = self.ids[int(rng.integers(len(self.ids)))]
+            if d not in taken:
+                taken.add(d)
+                out.append(d)
+        return out
+
+
+def _positives(dataset: Dataset, qid: str, judged: dict[str, int], cfg: GroupConfig) -> list[str]:
+    """The query's relevant documents, sorted; empty (logged) for a query to skip, else a :class:`DatasetError`."""
+    positives = sorted(d for d, g in judged.items() if g >= cfg.min_relevance)
+    if positives or cfg.on_missing_positive == "skip":
+        if not positives:
+            log.info("query %s has no relevant document; skipped", qid)
+        return positives
+    raise DatasetError(f"dataset {dataset.name!r}: training query {qid!r} has no relevant document "
+                       f"(grade >= {cfg.min_relevance}) in the qrels; fix the qrels or set "
+                       "groups.on_missing_positive: skip")
+
+
 def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, epoch: int,
                       difficulty: Callable[[str, str], float] | None) -> list[TrainingGroup]:
     """``mode: candidates``: one group per query, the first stage's top ``group_size`` with every positive kept."""
     rng = np.random.default_rng([seed, epoch])
-    corpus: list[str] | None = None
+    corpus = _Corpus(dataset, cfg.group_size)
     plan: list[tuple[str, list[str], list[float]]] = []
     size = cfg.group_size
     for query in sorted(dataset.queries, key=lambda q: q.qid):
         judged = dataset.qrels.get(query.qid, {})
-        positives = [d for d, g in sorted(judged.items()) if g >= cfg.min_relevance]
+        positives = _positives(dataset, query.qid, judged, cfg)
         if not positives:
-            if cfg.on_missing_positive == "skip":
-                log.info("query %s has no relevant document; skipped", query.qid)
-                continue
-            raise DatasetError(f"dataset {dataset.name!r}: training query {query.qid!r} has no relevant document "
-                               f"(grade >= {cfg.min_relevance}) in the qrels; fix the qrels or set "
-                               "groups.on_missing_positive: skip")
+            continue
         ranked = [d for d, _ in run.ranked(query.qid)] if query.qid in run else []
         if not ranked:
             raise DatasetError(f"dataset {dataset.name!r}: training query {query.qid!r} has no first-stage "
@@ -170,16 +185,7 @@ def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, e
             drop = [i for i in range(len(ids) - 1, -1, -1) if ids[i] not in keep][:max(0, len(ids) + len(missing) - size)]
             ids = [d for i, d in enumerate(ids) if i not in set(drop)] + missing
         if len(ids) < size:
-            if corpus is None:
-                corpus = [d.docid for d in dataset.docs_iter()]
-            taken = set(ids)
-            if len(set(corpus) - taken) < size - len(ids):
-                raise DatasetError(f"dataset {dataset.name!r}: corpus too small for groups of {size}")
-            while len(ids) < size:
-                d = corpus[int(rng.integers(len(corpus)))]
-                if d not in taken:
-                    taken.add(d)
-                    ids.append(d)
+            ids += corpus.draw(set(ids), size - len(ids), rng)
         grades = [float(judged.get(d, 0)) if judged.get(d, 0) >= cfg.min_relevance else 0.0 for d in ids]
         plan.append((query.qid, ids, grades))
     if not plan:
