@@ -264,14 +264,16 @@ class _Loop:
             self.opt.zero_grad()
         return {"loss": float(out.loss.detach()), **out.logs}
 
-
     def chunked_pass(self, batch: dict[str, Any], labels: torch.Tensor, chunk: int) -> Any:
         """Forward and backward ``chunk`` pairs at a time (gradient caching; see ``TrainConfig.forward_chunk``).
 
         Pass 1 scores every chunk without gradients; the objective's gradient with respect to
         those scores is then pushed through each chunk re-run with gradients. Each chunk's
         random state (dropout) is replayed in pass 2, so both passes compute the same scores.
+        Under data parallelism gradients are synchronised once, at the last chunk.
         """
+        import contextlib
+
         G, n = labels.shape
         bounds = [(a, min(a + chunk, G * n)) for a in range(0, G * n, chunk)]
         states, parts = [], []
@@ -284,10 +286,12 @@ class _Loop:
         (grad,) = torch.autograd.grad(out.loss, scores)
         grad = grad.reshape(-1)
         after = _torch_rng()
-        for (a, b), state in zip(bounds, states):
+        for i, ((a, b), state) in enumerate(zip(bounds, states)):
             _set_torch_rng(state)
-            part = self.scorer.score_range(self.model, batch, self.acc.device, a, b)
-            self.acc.backward((part.float() * grad[a:b]).sum())
+            last = i == len(bounds) - 1
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
+                part = self.scorer.score_range(self.model, batch, self.acc.device, a, b)
+                self.acc.backward((part.float() * grad[a:b]).sum())
         _set_torch_rng(after)
         out.loss = out.loss.detach()
         return out

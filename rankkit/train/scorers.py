@@ -46,8 +46,8 @@ def _rows(features: dict[str, torch.Tensor], start: int, stop: int) -> dict[str,
     """Rows ``start:stop`` of tokenised features, trimmed to their own longest sequence."""
     rows = {k: v[start:stop] for k, v in features.items()}
     mask = rows.get("attention_mask")
-    if mask is not None and mask.numel():
-        width = int(mask.sum(1).max())
+    if mask is not None and mask.numel() and mask.dim() == 2 and bool(mask[:, -1].eq(0).all()):
+        width = int(mask.any(0).nonzero().max()) + 1  # right padding: drop the columns no row uses
         rows = {k: v[:, :width] for k, v in rows.items()}
     return rows
 
