@@ -246,7 +246,8 @@ def _report(per_query: dict[str, dict[int, dict[str, float]]], cards: dict[str, 
     for r in rows:
         r.pop("per_query_avg")
     curves = {arm: {str(s): [h for h in c.get("history", []) if "reward" in h] for s, c in by_seed.items()}
-              for arm, by_seed in cards.items() if any("history" in c for c in by_seed.values())}
+              for arm, by_seed in cards.items()}
+    curves = {arm: seeds for arm, seeds in curves.items() if any(seeds.values())}  # the PG arms
     write_json({"rows": rows, "curves": curves, "run_card": card}, out.with_suffix(".json"))
     _plot(curves, out.with_suffix(".png"))
     with atomic_write(out.with_suffix(".md")) as fh:
@@ -270,10 +271,10 @@ def _plot(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> Non
     for arm, seeds in curves.items():
         for seed, hist in seeds.items():
             steps = [h["step"] for h in hist]
-            ax1.plot(steps, [h["reward"] for h in hist], label=f"{arm} s{seed}")
+            ax1.plot(steps, [h["reward"] for h in hist], marker=".", label=f"{arm} s{seed}")
             if hist and "grad_var" in hist[0]:
-                ax2.plot(steps, [h["grad_var"] for h in hist], label=f"{arm} s{seed} (LOO baseline)")
-                ax2.plot(steps, [h["grad_var_no_baseline"] for h in hist], linestyle="--",
+                ax2.plot(steps, [h["grad_var"] for h in hist], marker=".", label=f"{arm} s{seed} (LOO baseline)")
+                ax2.plot(steps, [h["grad_var_no_baseline"] for h in hist], marker=".", linestyle="--",
                          label=f"{arm} s{seed} (no baseline)")
     ax1.set(xlabel="step", ylabel="mean sampled nDCG@10", title="reward")
     ax2.set(xlabel="step", ylabel="variance of the score-gradient estimate", yscale="log", title="gradient variance")
