@@ -131,12 +131,14 @@ class _Corpus:
     def __init__(self, dataset: Dataset, group_size: int) -> None:
         self.dataset, self.group_size = dataset, group_size
         self.ids: list[str] | None = None
+        self.known: set[str] = set()
 
     def draw(self, taken: set[str], need: int, rng: np.random.Generator) -> list[str]:
         """``need`` distinct random docids not in ``taken`` (which grows with them)."""
         if self.ids is None:
             self.ids = [d.docid for d in self.dataset.docs_iter()]
-        if len(set(self.ids) - taken) < need:
+            self.known = set(self.ids)
+        if len(self.known) - len(taken & self.known) < need:
             raise DatasetError(f"dataset {self.dataset.name!r}: corpus too small for groups of {self.group_size}")
         out: list[str] = []
         while len(out) < need:
@@ -179,11 +181,13 @@ def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, e
             raise DatasetError(f"dataset {dataset.name!r}: query {query.qid!r} has {len(positives)} relevant "
                                f"documents, more than groups.group_size ({size})")
         ids = ranked[:size]
-        missing = [d for d in positives if d not in set(ids)]
+        in_top = set(ids)
+        missing = [d for d in positives if d not in in_top]
         if missing:  # replace the lowest-ranked non-relevant candidates by the positives below the cut
             keep = set(positives)
-            drop = [i for i in range(len(ids) - 1, -1, -1) if ids[i] not in keep][:max(0, len(ids) + len(missing) - size)]
-            ids = [d for i, d in enumerate(ids) if i not in set(drop)] + missing
+            lowest = [i for i in range(len(ids) - 1, -1, -1) if ids[i] not in keep]
+            drop = set(lowest[:max(0, len(ids) + len(missing) - size)])
+            ids = [d for i, d in enumerate(ids) if i not in drop] + missing
         if len(ids) < size:
             ids += corpus.draw(set(ids), size - len(ids), rng)
         grades = [float(judged.get(d, 0)) if judged.get(d, 0) >= cfg.min_relevance else 0.0 for d in ids]
