@@ -107,13 +107,14 @@ def _write_steptime(res: dict[str, Any], out: Path, started: float) -> None:
 # --- experiment --------------------------------------------------------------------------
 
 def _train(config: Path, overrides: dict[str, Any], output: Path, reuse: bool) -> dict[str, Any]:
+    """Train one arm (``reuse``: keep a finished folder, continue a killed one from its checkpoint)."""
     from rankkit.train.config import load_train_config
     from rankkit.train.loop import train_reranker
 
     cfg, base = load_train_config(config, overrides)
     cfg.output = str(output)
     if not (reuse and (output / "train_card.json").is_file()):
-        train_reranker(cfg, base)
+        train_reranker(cfg, base, resume=reuse)
     return json.loads((output / "train_card.json").read_text())
 
 
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> None:
     import rankkit
     from rankkit.pipeline import Pipeline
     from rankkit.rerank.interpolate import interpolate, select_weight
+    from rankkit.runcard import write_json
     from rankkit.train.groups import holdout
     from rankkit.train.scorers import scorer_class
     from rankkit.types import Run
@@ -142,58 +144,84 @@ def run(args: argparse.Namespace) -> None:
     bm25_train.to_trec(first_stage, tag="bm25")
     common = {"max_steps": args.steps, "data.groups.group_size": args.group_size, "eval_every": 0,
               "tune_interpolation": False, "data.first_stage": str(first_stage)}
+    bi_common = {"model.max_length": args.bi_max_length}
+    # per-(arm, seed) evaluations kept beside the models, so a killed run (or one seed per
+    # session on a slow machine) resumes without scoring finished arms again
+    evals_file = models / f"pg-evals-t{args.test_queries or 'all'}-d{args.dev_queries or 'all'}.json"
+    evals = json.loads(evals_file.read_text()) if args.reuse and evals_file.is_file() else {}
     per_query: dict[str, dict[int, dict[str, float]]] = {}
     cards: dict[str, dict[int, dict[str, Any]]] = {}
 
+    test_runs: dict[str, Run] = {}  # a warm start scores the test set once, not once per seed (cached on disk)
+
     def score(arm: str, seed: int, kind: str, folder: str, dev: Any) -> None:
+        key = f"{arm} | {seed} | {Path(folder).resolve()}"
+        if key not in evals:
+            evals[key] = _score(arm, seed, kind, folder, dev)
+            write_json(evals, evals_file)
+        for row, (values, card) in evals[key].items():
+            per_query.setdefault(row, {})[seed] = values
+            if card:
+                cards.setdefault(row, {})[seed] = card
+
+    def _score(arm: str, seed: int, kind: str, folder: str, dev: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         scorer = scorer_class(kind).load(folder)
-        run_test = scorer.rerank(test, bm25_test, 100, 64, "auto")
-        per_query.setdefault(arm, {})[seed] = rankkit.evaluate(run_test, test.qrels, METRIC, per_query=True)[METRIC]
+        if folder not in test_runs:
+            cached = models / f"pg-test-{Path(folder).resolve().name}-t{args.test_queries or 'all'}.trec"
+            if args.reuse and cached.is_file():
+                test_runs[folder] = Run.from_trec(cached)
+            else:
+                test_runs[folder] = scorer.rerank(test, bm25_test, 100, 64, "auto")
+                test_runs[folder].to_trec(cached, tag=Path(folder).name)
+        run_test = test_runs[folder]
+        out[arm] = (rankkit.evaluate(run_test, test.qrels, METRIC, per_query=True)[METRIC], None)
         if kind == "cross_encoder":  # interpolation with BM25, the weight chosen on this seed's dev queries
             dev_bm25 = Run({q.qid: bm25_train[q.qid] for q in dev.queries if q.qid in bm25_train}, name="bm25")
             weight, _ = select_weight(dev_bm25, scorer.rerank(dev, dev_bm25, 100, 64, "auto"), dev.qrels, METRIC)
             mixed = interpolate(bm25_test, run_test, weight)
-            per_query.setdefault(f"{arm} + bm25 (w from dev)", {})[seed] = \
-                rankkit.evaluate(mixed, test.qrels, METRIC, per_query=True)[METRIC]
-            cards.setdefault(f"{arm} + bm25 (w from dev)", {})[seed] = {"weight": weight}
+            out[f"{arm} + bm25 (w from dev)"] = (rankkit.evaluate(mixed, test.qrels, METRIC, per_query=True)[METRIC],
+                                                 {"weight": weight})
+        return out
 
     for seed in args.seeds:
         _, dev = holdout(train_all, 0.1, seed)
         if args.dev_queries:
             dev = dev.subset(args.dev_queries)
         seeded = {**common, "seed": seed}
-        if "bi" in args.scorers:
-            score("bi: warm start (untuned MiniLM)", seed, "bi_encoder", _untuned_bi(models), dev)
-            nce = models / f"pg-bi-infonce-s{seed}"
-            cards.setdefault("bi: + InfoNCE", {})[seed] = _train(
-                BI, {**seeded, "objective": {"name": "infonce"}, "forward_chunk": None}, nce, args.reuse)
-            score("bi: + InfoNCE", seed, "bi_encoder", str(nce), dev)
-            pg = models / f"pg-bi-pg-s{seed}"
-            cards.setdefault("bi: + PG", {})[seed] = _train(BI, seeded, pg, args.reuse)
-            score("bi: + PG", seed, "bi_encoder", str(pg), dev)
-            both = models / f"pg-bi-infonce-pg-s{seed}"
-            cards.setdefault("bi: InfoNCE then PG", {})[seed] = _train(
-                BI, {**seeded, "model.init_from": str(nce)}, both, args.reuse)
-            score("bi: InfoNCE then PG", seed, "bi_encoder", str(both), dev)
         if "ce" in args.scorers:
             score("ce: warm start (LoRA CE)", seed, "cross_encoder", args.ce, dev)
             pg = models / f"pg-ce-pg-s{seed}"
             cards.setdefault("ce: + PG", {})[seed] = _train(
                 CE, {**seeded, "model.init_from": str(Path(args.ce).resolve())}, pg, args.reuse)
             score("ce: + PG", seed, "cross_encoder", str(pg), dev)
+        if "bi" in args.scorers:
+            bi = {**seeded, **bi_common}
+            score("bi: warm start (untuned MiniLM)", seed, "bi_encoder", _untuned_bi(models, args.bi_max_length), dev)
+            nce = models / f"pg-bi-infonce-s{seed}"
+            cards.setdefault("bi: + InfoNCE", {})[seed] = _train(
+                BI, {**bi, "objective": {"name": "infonce"}, "forward_chunk": None}, nce, args.reuse)
+            score("bi: + InfoNCE", seed, "bi_encoder", str(nce), dev)
+            pg = models / f"pg-bi-pg-s{seed}"
+            cards.setdefault("bi: + PG", {})[seed] = _train(BI, bi, pg, args.reuse)
+            score("bi: + PG", seed, "bi_encoder", str(pg), dev)
+            both = models / f"pg-bi-infonce-pg-s{seed}"
+            cards.setdefault("bi: InfoNCE then PG", {})[seed] = _train(
+                BI, {**bi, "model.init_from": str(nce)}, both, args.reuse)
+            score("bi: InfoNCE then PG", seed, "bi_encoder", str(both), dev)
     _report(per_query, cards, Path(args.output), started)
 
 
-def _untuned_bi(models: Path) -> str:
+def _untuned_bi(models: Path, max_length: int) -> str:
     """The untuned MiniLM saved as a rankkit bi-encoder folder (the bi-encoder warm start)."""
     from rankkit.retrieve.bi_encoder import BiEncoderModel
     from rankkit.train.config import load_train_config
 
-    out = models / "pg-bi-untuned"
+    out = models / f"pg-bi-untuned-l{max_length}"
     if not (out / "rankkit_bi.json").is_file():
         m = load_train_config(BI)[0].model
         BiEncoderModel.new(m.name, pooling=m.pooling, normalize=bool(m.normalize), temperature=float(m.temperature),
-                           learn_temperature=False, max_length=m.max_length).save(out)
+                           learn_temperature=False, max_length=max_length).save(out)
     return str(out)
 
 
@@ -299,6 +327,8 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     r.add_argument("--steps", type=int, default=100)
     r.add_argument("--group-size", type=int, default=30)
+    r.add_argument("--bi-max-length", type=int, default=192,
+                   help="tokens per text for every bi-encoder arm, warm start included (the CE keeps its own)")
     r.add_argument("--scorers", nargs="+", default=["bi", "ce"], choices=["bi", "ce"])
     r.add_argument("--models", default=str(ROOT / "models"))
     r.add_argument("--test-queries", type=int, default=None, help="first N test queries (smoke runs only)")
