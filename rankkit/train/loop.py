@@ -249,6 +249,7 @@ class _Loop:
 
     def train_batch(self, batch: dict[str, Any]) -> dict[str, float]:
         """One forward/backward pass (and an optimiser step when gradients sync); returns the logged values."""
+        self.objective.at_step(self.step, self.epoch)
         with self.acc.accumulate(self.model):
             labels = batch["labels"].to(self.acc.device)
             if self.cfg.forward_chunk:

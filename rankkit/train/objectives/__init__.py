@@ -20,14 +20,17 @@ from rankkit.train.objectives.listwise import Softmax
 from rankkit.train.objectives.pairwise import Margin, RankNet
 from rankkit.train.objectives.pgrank import PlackettLucePG
 from rankkit.train.objectives.pointwise import BCE
+from rankkit.train.objectives.tsp import TSPHybrid, TSPLocal, TSPMargin
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (BCE, RankNet, Margin, Softmax, InfoNCE, PlackettLucePG)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (BCE, RankNet, Margin, Softmax, InfoNCE, PlackettLucePG,
+                                                                 TSPLocal, TSPMargin, TSPHybrid)}
 ALIASES = {"pointwise": "bce", "pairwise": "ranknet", "hinge": "margin", "listwise": "softmax",
            "listnet": "softmax", "ce": "softmax", "contrastive": "infonce",
-           "pgrank": "plackett_luce_pg", "pg_rank": "plackett_luce_pg"}
+           "pgrank": "plackett_luce_pg", "pg_rank": "plackett_luce_pg",
+           "tsp_global": "tsp_margin", "tsprank": "tsp_hybrid"}
 
 __all__ = ["ALIASES", "BCE", "OBJECTIVES", "InfoNCE", "Margin", "Objective", "ObjectiveOutput", "RankNet",
-           "PlackettLucePG", "Softmax", "build_objective", "canonical_objective", "objective_spec", "weighted_mean"]
+           "PlackettLucePG", "Softmax", "TSPHybrid", "TSPLocal", "TSPMargin", "build_objective", "canonical_objective", "objective_spec", "weighted_mean"]
 
 
 def canonical_objective(name: str) -> str:

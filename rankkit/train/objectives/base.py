@@ -12,6 +12,9 @@ in_batch=None) -> ObjectiveOutput``:
   scorers that score queries and documents separately (bi-encoders) can provide it, and
   only objectives with ``uses_in_batch`` read it.
 
+Objectives with ``matrix`` (TSPRank's) take pairwise scores ``[G, n, n]`` instead, and
+:meth:`Objective.at_step` lets an objective follow a schedule (TSPRank's hybrid).
+
 The output holds the loss and a dict of values the training loop logs. Weighted losses
 are ``sum(w * loss) / sum(w)``, so the loss scale does not depend on the weights' scale.
 """
@@ -40,6 +43,11 @@ class Objective(abc.ABC):
     name: ClassVar[str] = ""
     pointwise: ClassVar[bool] = False
     uses_in_batch: ClassVar[bool] = False
+    #: scores are pairwise matrices ``[G, n, n]`` (TSPRank's heads) instead of ``[G, n]``
+    matrix: ClassVar[bool] = False
+
+    def at_step(self, step: int, epoch: int) -> None:
+        """Called by the loop before each batch with the optimiser steps done and the epoch (schedules)."""
 
     @abc.abstractmethod
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
