@@ -3,7 +3,7 @@
 Public API (imported lazily, so ``import rankkit`` neither starts a JVM nor imports
 torch, Pyserini or ranx): :func:`load_dataset`, :class:`Pipeline`, :func:`evaluate`,
 :func:`compare`, :func:`fuse`, the retrievers :class:`BM25` and :class:`Dense`, the
-rerankers (:class:`Reranker` and its :class:`CrossEncoder`, :class:`Setwise`), the trainable
+rerankers (:class:`Reranker` and its :class:`CrossEncoder`, :class:`Setwise`, :class:`TSPRank`), the trainable
 models :class:`CrossEncoderModel` and :class:`BiEncoderModel`, and the core types :class:`Query`, :class:`Document`, :class:`Run`, :class:`Qrels`.
 """
 
@@ -37,6 +37,7 @@ _EXPORTS = {
     "CrossEncoder": "rankkit.rerank.cross_encoder",
     "CrossEncoderModel": "rankkit.rerank.ce_model",
     "Setwise": "rankkit.rerank.setwise",
+    "TSPRank": "rankkit.rerank.tsprank",
     "RankkitError": "rankkit.errors",
 }
 

@@ -147,6 +147,7 @@ def _load_builtin_stages() -> None:
     # Importing these modules registers their stage types; done lazily (heavy deps).
     import rankkit.rerank.cross_encoder
     import rankkit.rerank.setwise
+    import rankkit.rerank.tsprank
     import rankkit.retrieve.bm25
     import rankkit.retrieve.dense  # noqa: F401
 

@@ -237,7 +237,8 @@ class TrainingGroup:
     """One training example for a reranker: a query, candidate documents and their labels.
 
     ``weights`` are optional per-document loss weights; ``difficulty`` optional
-    per-document first-stage difficulty scores in [0, 1] (curriculum learning).
+    per-document first-stage difficulty scores in [0, 1] (curriculum learning); ``scores``
+    the first stage's scores of the documents (candidate-list groups: TSPRank's features).
     """
 
     query: Query
@@ -245,6 +246,7 @@ class TrainingGroup:
     labels: Sequence[float]
     weights: Sequence[float] = field(default_factory=tuple)
     difficulty: Sequence[float] = field(default_factory=tuple)
+    scores: Sequence[float] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if len(self.docs) != len(self.labels):

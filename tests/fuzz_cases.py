@@ -35,8 +35,8 @@ QUERIES_TSV = "".join(f"q{i}\tquery {i} about cells\n" for i in range(1, 4))
 
 TEXT_KINDS = ("run", "qrels_trec", "qrels_tsv", "corpus", "queries_jsonl", "queries_tsv")
 PIPELINES = ("bm25.yaml", "bm25_multifield.yaml", "dense.yaml", "bm25_dense.yaml", "bm25_dense_rrf.yaml",
-             "bm25_dense_wsum.yaml", "bm25_ce.yaml", "bm25_ce_only.yaml", "bm25_setwise_r1.yaml")
-TRAIN = ("train_ce_scifact.yaml", "train_bi_scifact.yaml", "pgrank_bi_scifact.yaml")
+             "bm25_dense_wsum.yaml", "bm25_ce.yaml", "bm25_ce_only.yaml", "bm25_setwise_r1.yaml", "bm25_tsprank.yaml")
+TRAIN = ("train_ce_scifact.yaml", "train_bi_scifact.yaml", "pgrank_bi_scifact.yaml", "tsprank_scifact.yaml")
 LLM_TRAIN = ("rank_r1_grpo.yaml", "setwise_sft.yaml")
 YAML_KINDS = ("pipeline", "train", "llm_train", "experiment")
 

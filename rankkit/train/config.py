@@ -9,6 +9,7 @@ gradient clipping at 1.0.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeIn
 from rankkit.errors import ConfigError
 from rankkit.models import MINILM_ID
 from rankkit.precision import check_precision
+from rankkit.rerank.tsprank import TSPHeadSettings
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
 from rankkit.train.objectives import objective_spec
@@ -87,7 +89,7 @@ class DataSettings:
                              "or 1.0e-1), and no dataset is named like a number")
 
 
-Kind = Literal["cross_encoder", "bi_encoder"]
+Kind = Literal["cross_encoder", "bi_encoder", "tsprank"]
 KINDS = get_args(Kind)
 Pooling = Literal["mean", "cls"]
 POOLINGS = get_args(Pooling)
@@ -105,8 +107,10 @@ class ModelSettings:
     (new linear head on pooled states) or ``hf`` (the model's sequence-classification head).
     Bi-encoders only: ``pooling`` (``mean``, as all-MiniLM-L6-v2 was trained, or ``cls``),
     ``normalize`` (cosine similarity; else dot product), ``temperature`` (> 0; scores are
-    ``similarity / temperature``) and ``learn_temperature``. An option of the other kind is
-    an error, not silently ignored.
+    ``similarity / temperature``) and ``learn_temperature``. ``tsprank`` (TSPRank's pairwise
+    head over frozen embeddings of the ``name`` encoder, :mod:`rankkit.rerank.tsprank`) takes
+    ``tsp``, the head's settings (:class:`~rankkit.rerank.tsprank.TSPHeadSettings`). An option
+    of another kind is an error, not silently ignored.
     """
 
     kind: Kind = "cross_encoder"
@@ -118,17 +122,26 @@ class ModelSettings:
     normalize: bool | None = None
     temperature: PositiveFloat | None = None
     learn_temperature: bool | None = None
+    tsp: TSPHeadSettings | None = None
 
     __config_shorthand__ = "name"
 
     def __post_init__(self) -> None:
         validate_fields(self, "model")
-        ce_only, be_only = ("head",), ("pooling", "normalize", "temperature", "learn_temperature")
-        other = be_only if self.kind == "cross_encoder" else ce_only
-        for key in other:
-            if getattr(self, key) is not None:
-                raise ValueError(f"{key} does not apply to kind {self.kind}; "
-                                 f"it is a {'bi' if self.kind == 'cross_encoder' else 'cross'}-encoder option")
+        owner = {"head": "cross_encoder", "pooling": "bi_encoder", "normalize": "bi_encoder",
+                 "temperature": "bi_encoder", "learn_temperature": "bi_encoder", "tsp": "tsprank"}
+        for key, kind in owner.items():
+            if getattr(self, key) is not None and kind != self.kind:
+                raise ValueError(f"{key} does not apply to kind {self.kind}; it is a {kind} option")
+        if self.kind == "tsprank":
+            tsp = self.tsp or TSPHeadSettings()
+            for key, mine in (("encoder", self.name), ("max_length", self.max_length)):
+                default = getattr(TSPHeadSettings(), key)
+                if getattr(tsp, key) not in (default, mine):
+                    raise ValueError(f"tsp.{key} repeats model.{'name' if key == 'encoder' else key}: "
+                                     f"set model.{'name' if key == 'encoder' else key} only")
+            self.tsp = dataclasses.replace(tsp, encoder=self.name, max_length=self.max_length)
+            return
         if self.kind == "cross_encoder":
             self.head = self.head or "mean"
             return
@@ -208,6 +221,30 @@ class TrainConfig:
             raise ValueError("forward_chunk does not apply to objective infonce with in-batch negatives (they need "
                              "every document of the batch at once); set forward_chunk: null or in_batch: false")
         _check_metric(self.select_metric)
+        self._check_tsprank()
+
+    def _check_tsprank(self) -> None:
+        """TSPRank's constraints: pairwise objectives need its pairwise head, and it trains on candidate lists."""
+        from rankkit.train.objectives import OBJECTIVES
+
+        matrix = OBJECTIVES[self.objective["name"]].matrix
+        if self.model.kind != "tsprank":
+            if matrix:
+                raise ValueError(f"objective {self.objective['name']} scores pairwise matrices: it needs "
+                                 "model.kind: tsprank")
+            return
+        assert self.model.tsp is not None
+        if matrix and not self.model.tsp.pairwise:
+            raise ValueError(f"objective {self.objective['name']} needs a pairwise head; model.tsp.head is pointwise")
+        if not matrix and self.model.tsp.pairwise:
+            raise ValueError(f"model.tsp.head {self.model.tsp.head} scores pairs: use objective tsp_local, "
+                             "tsp_margin or tsp_hybrid (or head: pointwise for softmax, ranknet, ...)")
+        if self.data.groups.mode != "candidates":
+            raise ValueError("model.kind tsprank trains on whole candidate lists: set data.groups.mode: candidates")
+        if self.lora.enabled:
+            raise ValueError("lora does not apply to model.kind tsprank (its encoder is frozen): set lora: false")
+        if self.forward_chunk is not None:
+            raise ValueError("forward_chunk does not apply to model.kind tsprank (the head scores a list at once)")
 
     def check_paths(self, base: Path) -> None:
         """Refuse first-stage and loose data files that do not exist (relative paths resolve against ``base``).

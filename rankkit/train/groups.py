@@ -13,7 +13,8 @@ queries out of a training split.
 listwise objectives that should see what the reranker will see): the first stage's top
 ``group_size`` documents with their graded labels, every judged positive kept (a positive
 ranked below the cut replaces the lowest-ranked non-relevant candidate), topped up with
-random corpus documents when the run is shorter.
+random corpus documents when the run is shorter. Its groups carry the run's scores
+(``TrainingGroup.scores``; documents the run lacks score below its minimum).
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ class GroupConfig:
     relevant document is a data problem) or ``"skip"``. ``mode`` is ``positive`` (one
     group per relevant document) or ``candidates`` (one group per query: the first stage's
     top ``group_size``, positives kept; ``negatives_depth``, ``sampling`` and
-    ``random_negatives`` do not apply).
+    ``random_negatives`` do not apply). ``outside_positives`` (candidates only): ``insert``
+    the positives ranked below the cut in place of the lowest non-relevant candidates, or
+    ``drop`` them, so a group is exactly the list a reranker of the top ``group_size`` sees
+    (a query without a positive there is skipped); ``drop`` suits models that read the
+    first stage's scores or ranks as features (TSPRank), where an inserted positive would
+    be a tell-tale low-scored item.
     """
 
     group_size: Annotated[int, Field(ge=2)] = 8
@@ -59,11 +65,14 @@ class GroupConfig:
     min_relevance: PositiveInt = 1
     on_missing_positive: Literal["error", "skip"] = "error"
     mode: Literal["positive", "candidates"] = "positive"
+    outside_positives: Literal["insert", "drop"] = "insert"
 
     def __post_init__(self) -> None:
         validate_fields(self, "groups")
         if not self.random_negatives < self.group_size:
             raise ValueError(f"random_negatives must be in [0, group_size), got {self.random_negatives}")
+        if self.mode != "candidates" and self.outside_positives != "insert":
+            raise ValueError("outside_positives applies to mode: candidates only")
         if self.mode == "candidates" and self.random_negatives:
             raise ValueError("random_negatives does not apply to mode: candidates (the group is the first stage's "
                              "top group_size); set it to 0")
@@ -168,6 +177,7 @@ def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, e
     corpus = _Corpus(dataset, cfg.group_size)
     plan: list[tuple[str, list[str], list[float]]] = []
     size = cfg.group_size
+    skipped = 0
     for query in sorted(dataset.queries, key=lambda q: q.qid):
         judged = dataset.qrels.get(query.qid, {})
         positives = _positives(dataset, query.qid, judged, cfg)
@@ -183,6 +193,11 @@ def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, e
         ids = ranked[:size]
         in_top = set(ids)
         missing = [d for d in positives if d not in in_top]
+        if missing and cfg.outside_positives == "drop":
+            if len(missing) == len(positives):
+                skipped += 1
+                continue
+            missing = []
         if missing:  # replace the lowest-ranked non-relevant candidates by the positives below the cut
             keep = set(positives)
             lowest = [i for i in range(len(ids) - 1, -1, -1) if ids[i] not in keep]
@@ -192,13 +207,24 @@ def _candidate_groups(dataset: Dataset, run: Run, cfg: GroupConfig, seed: int, e
             ids += corpus.draw(set(ids), size - len(ids), rng)
         grades = [float(judged.get(d, 0)) if judged.get(d, 0) >= cfg.min_relevance else 0.0 for d in ids]
         plan.append((query.qid, ids, grades))
+    if skipped:
+        log.info("%d queries without a relevant document in the first stage's top %d skipped "
+                 "(groups.outside_positives: drop)", skipped, size)
     if not plan:
         raise DatasetError(f"dataset {dataset.name!r}: no training groups (no query has a relevant document)")
     docs = dataset.docs(list(dict.fromkeys(d for _, ids, _ in plan for d in ids)))
     queries = {q.qid: q for q in dataset.queries}
     return [TrainingGroup(queries[qid], [docs[d] for d in ids], grades,
-                          difficulty=tuple(float(difficulty(qid, d)) for d in ids) if difficulty is not None else ())
+                          difficulty=tuple(float(difficulty(qid, d)) for d in ids) if difficulty is not None else (),
+                          scores=_first_stage_scores(run, qid, ids))
             for qid, ids, grades in plan]
+
+
+def _first_stage_scores(run: Run, qid: str, ids: list[str]) -> tuple[float, ...]:
+    """The run's scores of ``ids``; a document the run lacks (a positive or a random one) scores below its minimum."""
+    scores = dict(run[qid]) if qid in run else {}
+    floor = min(scores.values(), default=0.0) - 1.0
+    return tuple(float(scores.get(d, floor)) for d in ids)
 
 
 def holdout(dataset: Dataset, size: float | int, seed: int = 0) -> tuple[Dataset, Dataset]:

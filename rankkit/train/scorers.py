@@ -266,6 +266,10 @@ SCORERS: dict[str, type[Scorer]] = {cls.kind: cls for cls in (CrossEncoderScorer
 
 def scorer_class(kind: str) -> type[Scorer]:
     """The scorer class of ``model.kind``."""
+    if kind == "tsprank" and kind not in SCORERS:  # registered on first use (its module imports the solvers)
+        from rankkit.train.tsp_scorer import TSPRankScorer
+
+        SCORERS[kind] = TSPRankScorer
     if kind not in SCORERS:
         raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(SCORERS)}")
     return SCORERS[kind]

@@ -288,3 +288,35 @@ def test_resume_refuses_an_output_folder_that_is_not_a_rankkit_model(config: Pat
     assert "stay usable with --resume" in proc.stderr
     assert _written(mine) == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
     assert state.read_text() == "{}"
+
+
+def test_tsprank_trains_from_the_cli_and_reranks_in_a_pipeline(tiny_bert: Path, train_folder: Path,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "tsp"
+    sets = {"model.name": str(tiny_bert), "model.max_length": 64, "model.tsp.dim": 16,
+            "data.dataset": str(train_folder), "data.split": "train", "data.first_stage": str(train_folder / "run.trec"),
+            "data.dev": 4, "data.dev_depth": 8, "data.groups.group_size": 8, "max_steps": 2, "epochs": 1,
+            "eval_every": 2, "batch_size": 4}
+    args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+    proc = rk("train", "reranker", "--config", str(ROOT / "pipelines" / "tsprank_scifact.yaml"), "--quiet",
+              "--output", str(out), *args)
+    assert "best dev ndcg@10" in proc.stdout and "%|" not in proc.stderr
+    card = json.loads((out / "train_card.json").read_text())
+    assert card["steps"] == 2 and card["config"]["objective"]["name"] == "tsp_hybrid"
+    assert {h.get("global") for h in card["history"] if "loss" in h} == {0.0, 1.0}
+
+    from rankkit.data import load_dataset
+    from rankkit.pipeline import Pipeline
+    from rankkit.types import Run
+
+    yaml_path = tmp_path / "rerank.yaml"
+    yaml_path.write_text(f"stages:\n  - tsprank: {{model: {out}, depth: 8, decoder: milp, show_progress: false}}\n")
+    ds = load_dataset(str(train_folder), "train").subset(3)
+    incoming = Run.from_trec(train_folder / "run.trec")
+    run = Pipeline.from_yaml(yaml_path, ds)(ds.queries, incoming)
+    for q in ds.queries:
+        assert set(run[q.qid]) == set(incoming[q.qid])
+        assert [d for d, _ in run.ranked(q.qid)][8:] == [d for d, _ in incoming.ranked(q.qid)][8:]
+    bad = rk("train", "reranker", "--config", str(ROOT / "pipelines" / "tsprank_scifact.yaml"), *args,
+             "--set", "objective.decoder=gurobi", check=False)
+    assert bad.returncode == 2 and "decoder" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
