@@ -209,7 +209,7 @@ class TSPRank(Reranker):
         assert isinstance(cfg, TSPRankConfig)
         ranked = {qid: top.ranked(qid) for qid in top}
         doc_texts = self.doc_texts(list(dict.fromkeys(d for r in ranked.values() for d, _ in r)))
-        cache.add(list(texts.values()) + list(doc_texts.values()))
+        cache.add(list(texts.values()) + list(doc_texts.values()), show_progress=cfg.show_progress)
         out: dict[str, dict[str, float]] = {}
         self.decode_stats = {}
         model.eval()
