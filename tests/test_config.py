@@ -207,7 +207,7 @@ TRAIN_ERRORS = [
     ({"select_metric": "ndgc@10"}, "select_metric 'ndgc@10' is not a metric"),
     ({"output": ""}, "output must be a non-empty string, got ''"),
     ({"model": {"max_length": -5}}, "model.max_length must be an integer >= 8, got -5"),
-    ({"model": {"kind": "colbert"}}, "model.kind must be one of cross_encoder, bi_encoder, got 'colbert'"),
+    ({"model": {"kind": "colbert"}}, "model.kind must be one of cross_encoder, bi_encoder, tsprank, got 'colbert'"),
     ({"model": {"head": "max"}}, "model.head must be one of mean, cls, hf or null, got 'max'"),
     ({"model": {"kind": "bi_encoder", "temperature": 0}}, "model.temperature must be a number > 0 or null, got 0"),
     ({"model": {"kind": "bi_encoder", "head": "cls"}}, "model: head does not apply to kind bi_encoder"),
