@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> None:
     bm25_train.to_trec(first_stage, tag="bm25")
     common = {"max_steps": args.steps, "data.groups.group_size": args.group_size, "eval_every": 0,
               "tune_interpolation": False, "data.first_stage": str(first_stage), "precision": args.precision}
+    if args.no_forward_chunk:  # gradient caching is exact: off, each PG step skips a second forward pass
+        common["forward_chunk"] = None
     bi_common = {"model.max_length": args.bi_max_length}
     # per-(arm, seed) evaluations kept beside the models, so a killed run (or one seed per
     # session on a slow machine) resumes without scoring finished arms again
@@ -331,6 +333,9 @@ def main() -> None:
                    help="tokens per text for every bi-encoder arm, warm start included (the CE keeps its own)")
     r.add_argument("--precision", default="auto",
                    help="training precision of every arm (auto: bf16 on CUDA, fp32 on the CPU; bf16 pays off on CPUs with AMX)")
+    r.add_argument("--no-forward-chunk", action="store_true",
+                   help="score each PG batch in one pass (where memory allows; gradient caching gives the same "
+                        "gradients, up to rounding, for an extra forward pass)")
     r.add_argument("--scorers", nargs="+", default=["bi", "ce"], choices=["bi", "ce"])
     r.add_argument("--models", default=str(ROOT / "models"))
     r.add_argument("--test-queries", type=int, default=None, help="first N test queries (smoke runs only)")

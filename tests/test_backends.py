@@ -60,7 +60,7 @@ def tiny_ce(tiny_bert: Path):
 def test_onnx_cross_encoder_equals_torch_and_is_cached(tiny_ce, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("RANKKIT_CACHE_DIR", str(tmp_path))
-    torch_scores = tiny_ce.score(Q, D, batch_size=2, device="cpu", backend="torch")
+    torch_scores = tiny_ce.score(Q, D, batch_size=2, device="cpu", backend="torch", precision="fp32")
     with caplog.at_level(logging.INFO, logger="rankkit.backends"):
         onnx_scores = tiny_ce.score(Q, D, batch_size=2, device="cpu", backend="onnx", precision="fp32")
     np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-5)  # LoRA merged into the exported weights
@@ -87,7 +87,7 @@ def test_onnx_bi_encoder_equals_torch(tiny_bert: Path, tmp_path: Path, monkeypat
 
     monkeypatch.setenv("RANKKIT_CACHE_DIR", str(tmp_path))
     model = BiEncoderModel.new(str(tiny_bert), max_length=64)
-    ref = model.encode(D, batch_size=2, device="cpu")
+    ref = model.encode(D, batch_size=2, device="cpu", precision="fp32")
     got = model.encode(D, batch_size=2, device="cpu", backend="onnx")
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
@@ -106,7 +106,7 @@ def test_failed_export_is_an_error_or_a_logged_fallback(tiny_ce, tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="rankkit.backends"):
         scores = tiny_ce.score(Q, D, device="cpu", backend="auto", precision="int8")
     assert "backend auto falls back to torch fp32" in caplog.text
-    np.testing.assert_allclose(scores, tiny_ce.score(Q, D, device="cpu", backend="torch"), atol=1e-6)
+    np.testing.assert_allclose(scores, tiny_ce.score(Q, D, device="cpu", backend="torch", precision="fp32"), atol=1e-6)
     assert not list((tmp_path / "onnx").glob("*/model.onnx")) and not list((tmp_path / "onnx").glob(".build-*"))
 
 

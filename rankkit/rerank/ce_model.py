@@ -182,7 +182,8 @@ class CrossEncoderModel(EncoderModel):
 
         Pairs are sorted by token length so each batch pads to its own longest pair.
         ``backend``/``precision`` follow :mod:`rankkit.backends` (``torch``: eager PyTorch,
-        ``precision="auto"`` is bf16 autocast on CUDA and fp32 elsewhere; ``onnx``: ONNX
+        ``precision="auto"`` is bf16 autocast on CUDA and on CPUs with native bf16 (AMX,
+        AVX512-BF16), fp32 elsewhere; pass ``"fp32"`` for bit-stable scores; ``onnx``: ONNX
         Runtime in fp32 or int8; ``auto``: the measured default of the device).
         """
         if len(queries) != len(docs):

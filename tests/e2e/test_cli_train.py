@@ -53,7 +53,7 @@ data:
 
 def _scores(folder: Path) -> np.ndarray:
     return CrossEncoderModel.load(str(folder)).score(["tides and the moon", "p53"], ["gravity of the moon", "gene"],
-                                                      device="cpu")
+                                                      device="cpu", precision="fp32")
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(config: Path, tmp_path: Path) -> None:
@@ -296,7 +296,7 @@ def test_tsprank_trains_from_the_cli_and_reranks_in_a_pipeline(tiny_bert: Path, 
     sets = {"model.name": str(tiny_bert), "model.max_length": 64, "model.tsp.dim": 16,
             "data.dataset": str(train_folder), "data.split": "train", "data.first_stage": str(train_folder / "run.trec"),
             "data.dev": 4, "data.dev_depth": 8, "data.groups.group_size": 8, "max_steps": 2, "epochs": 1,
-            "eval_every": 2, "batch_size": 4}
+            "eval_every": 2, "batch_size": 4, "log_every": 1}
     args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
     proc = rk("train", "reranker", "--config", str(ROOT / "pipelines" / "tsprank_scifact.yaml"), "--quiet",
               "--output", str(out), *args)

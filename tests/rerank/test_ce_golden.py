@@ -34,9 +34,9 @@ def test_saved_cross_encoder_scores_as_before_the_refactor(scifact_dir: Path, tm
     expected = np.asarray(golden["scores"], dtype=np.float32)
     build_model().save(tmp_path / "ce")
     model = CrossEncoderModel.load(str(tmp_path / "ce"))
-    direct = model.score(*build_pairs(scifact_dir), batch_size=8, device="cpu")
+    direct = model.score(*build_pairs(scifact_dir), batch_size=8, device="cpu", precision="fp32")
     texts, candidates, _ = build_candidates(scifact_dir)
-    stage = CrossEncoder(rankkit.load_dataset(str(scifact_dir), "test"), scorer=model, batch_size=8, device="cpu",
+    stage = CrossEncoder(rankkit.load_dataset(str(scifact_dir), "test"), scorer=model, batch_size=8, device="cpu", precision="fp32",
                          show_progress=False)
     staged = stage.score(texts, candidates)
     via_stage = np.asarray([staged[q][d] for q, ds in candidates.items() for d in ds], dtype=np.float32)

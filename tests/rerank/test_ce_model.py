@@ -45,8 +45,8 @@ def test_merge_writes_a_plain_hf_model_with_the_same_scores(tiny_bert: Path, tmp
     assert not (merged / "adapter").exists()
     plain = AutoModelForSequenceClassification.from_pretrained(merged)  # loads without rankkit or peft
     assert plain.config.num_labels == 1
-    np.testing.assert_allclose(CrossEncoderModel.load(str(merged)).score(Q, D, device="cpu"),
-                               model.score(Q, D, device="cpu"), atol=1e-5)
+    np.testing.assert_allclose(CrossEncoderModel.load(str(merged)).score(Q, D, device="cpu", precision="fp32"),
+                               model.score(Q, D, device="cpu", precision="fp32"), atol=1e-5)
     assert model.is_peft  # merging wrote a copy; the adapter model is unchanged
 
 
@@ -83,7 +83,7 @@ def test_scores_equal_sentence_transformers_cross_encoder(tmp_path: Path) -> Non
     from rankkit.models import resolve_model
 
     folder = CrossEncoderModel.new(resolve_model("minilm"), head="hf", max_length=128, seed=0).save(tmp_path / "m")
-    ours = CrossEncoderModel.load(str(folder)).score(Q, D, max_length=128, device="cpu")
+    ours = CrossEncoderModel.load(str(folder)).score(Q, D, max_length=128, device="cpu", precision="fp32")
     st = CrossEncoder(str(folder), max_length=128, device="cpu")
     theirs = st.predict(list(zip(Q, D)), activation_fn=torch.nn.Identity(), show_progress_bar=False)
     np.testing.assert_allclose(ours, np.asarray(theirs, dtype=np.float32), atol=1e-5)

@@ -148,7 +148,7 @@ def test_kind_specific_options_and_wrong_folders_are_clear_errors(tiny_bert: Pat
         tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"model.kind": "bi_encoder", "model.head": "cls"})
     with pytest.raises(ConfigError, match=r"test\.model: temperature does not apply to kind cross_encoder"):
         tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"model.temperature": 0.1})
-    with pytest.raises(ConfigError, match=r"test\.model\.kind must be one of cross_encoder, bi_encoder, got 'colbert'"):
+    with pytest.raises(ConfigError, match=r"test\.model\.kind must be one of cross_encoder, bi_encoder, tsprank, got 'colbert'"):
         tiny_config(tiny_bert, train_folder, tmp_path / "x", **{"model.kind": "colbert"})
     with pytest.raises(ConfigError, match=r"objective \(infonce\): unknown key 'temp'"):
         tiny_config(tiny_bert, train_folder, tmp_path / "x", objective={"name": "infonce", "temp": 0.1})
