@@ -186,6 +186,20 @@ def run(args: argparse.Namespace) -> None:
                                                  {"weight": weight})
         return out
 
+    if args.report_only:  # what is cached, nothing trained or scored (arms run by several invocations)
+        for key, rows in evals.items():
+            arm, seed_s, folder = key.split(" | ")
+            if int(seed_s) not in args.seeds:
+                continue
+            card_file = Path(folder) / "train_card.json"
+            for row, (values, card) in rows.items():
+                per_query.setdefault(row, {})[int(seed_s)] = values
+                if card:
+                    cards.setdefault(row, {})[int(seed_s)] = card
+            if card_file.is_file() and "warm start" not in arm:
+                cards.setdefault(arm, {})[int(seed_s)] = json.loads(card_file.read_text())
+        _report(per_query, cards, Path(args.output), started)
+        return
     for seed in args.seeds:
         _, dev = holdout(train_all, 0.1, seed)
         if args.dev_queries:
@@ -254,8 +268,11 @@ def _report(per_query: dict[str, dict[int, dict[str, float]]], cards: dict[str, 
         suffix = " + bm25 (w from dev)" if r["row"].endswith("+ bm25 (w from dev)") else ""
         warm = next(w for w in rows if w["row"].startswith(f"{scorer}: warm start") and w["row"].endswith(suffix)
                     and (suffix or not w["row"].endswith("(w from dev)")))
+        common = sorted(set(per_query[r["row"]]) & set(per_query[warm["row"]]))  # seeds both have
         qids = sorted(r["per_query_avg"])
-        p = ttest_rel([r["per_query_avg"][q] for q in qids], [warm["per_query_avg"][q] for q in qids]).pvalue
+        mine, ref = ([float(np.mean([per_query[row][s][q] for s in common])) for q in qids]
+                     for row in (r["row"], warm["row"]))
+        p = ttest_rel(mine, ref).pvalue
         r["p"], r["vs"] = 1.0 if np.isnan(p) else float(p), warm["row"]
         tested.append(r)
     for r, ph in zip(tested, _adjust([r["p"] for r in tested], "holm")):
@@ -285,7 +302,8 @@ def _report(per_query: dict[str, dict[int, dict[str, float]]], cards: dict[str, 
         fh.write(f"Machine: {card['machine'].get('cpu_model')} ({card['machine'].get('cpus')} CPUs"
                  f"{', GPU ' + str(card['machine'].get('gpu')) if card['machine'].get('gpu') else ''}); "
                  f"{card['date']}; command: `{card['command']}`. p: paired t-test of the seed-averaged per-query "
-                 f"{METRIC} against the same scorer's warm start in the same setting, Holm over the rows. "
+                 f"{METRIC} against the same scorer's warm start in the same setting (over the seeds both rows have), "
+                 f"Holm over the rows. "
                  f"Curves: {out.with_suffix('.png').name}.\n")
     print(md)
 
@@ -336,6 +354,8 @@ def main() -> None:
     r.add_argument("--no-forward-chunk", action="store_true",
                    help="score each PG batch in one pass (where memory allows; gradient caching gives the same "
                         "gradients, up to rounding, for an extra forward pass)")
+    r.add_argument("--report-only", action="store_true",
+                   help="write the report from the cached evaluations of --models (no training, no scoring)")
     r.add_argument("--scorers", nargs="+", default=["bi", "ce"], choices=["bi", "ce"])
     r.add_argument("--models", default=str(ROOT / "models"))
     r.add_argument("--test-queries", type=int, default=None, help="first N test queries (smoke runs only)")
