@@ -91,8 +91,13 @@ def start_jvm() -> None:
                 original(*[o for o in opts if o not in _UNSUPPORTED_OPTIONS])
 
             jnius_config.add_options = add_options
-            # No hsperfdata files in the system temp dir; extra options from the user.
-            original("-XX:-UsePerfData", *os.environ.get("RANKKIT_JAVA_OPTS", "").split())
+            # No hsperfdata files in the system temp dir; a JVM crash report (seen when a process
+            # using torch's AMX kernels is killed) goes to the temp dir, not the user's working
+            # directory; extra options from the user.
+            import tempfile
+
+            crash_log = os.path.join(tempfile.gettempdir(), "rankkit-jvm-crash-%p.log")
+            original("-XX:-UsePerfData", f"-XX:ErrorFile={crash_log}", *os.environ.get("RANKKIT_JAVA_OPTS", "").split())
 
         import pyserini.pyclass  # noqa: F401  (adds Anserini's fat jar to the classpath and starts the JVM)
 
