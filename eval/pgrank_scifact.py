@@ -6,6 +6,8 @@ Two subcommands::
     RANKKIT_DATA_DIR=../shared/data python eval/pgrank_scifact.py steptime
     # the experiment (hours on 2 CPU cores; minutes on a GPU)
     RANKKIT_DATA_DIR=../shared/data python eval/pgrank_scifact.py run --ce models/ce-scifact --seeds 42 43 44
+    # arms split over several processes (--scorers, --seeds, --models), then one report
+    python eval/pgrank_scifact.py run --ce models/ce-scifact --models models --reuse --report-only
 
 ``run`` trains on SciFact train (BM25 candidate sets: the top ``group_size`` of
 ``pipelines/bm25.yaml`` with every judged positive, 10% of the queries held out as dev)
