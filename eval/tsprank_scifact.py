@@ -64,8 +64,13 @@ def main() -> None:
     p.add_argument("--ce", help="the LoRA cross-encoder folder (needed by the 'ce top 30' setting)")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     p.add_argument("--margin-decoder", default=None, help="override the hybrid's training decoder")
+    p.add_argument("--decoder", default=None, choices=["auto", "held_karp", "milp", "heuristic", "lkh"],
+                   help="path solver for dev evaluation, the hybrid's training decodes (unless --margin-decoder) "
+                        "and test (default: auto)")
     p.add_argument("--work", default=str(ROOT / "models" / "tsprank-eval"), help="models and cached runs")
     p.add_argument("--quick", action="store_true", help="1 seed, top 10 only, 1 epoch, 40 test queries; nothing written")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the per-setting results already in --work (settings run in separate processes)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("accelerate", "httpx", "rankkit.retrieve", "rankkit.index"):
@@ -77,12 +82,16 @@ def main() -> None:
     started = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        report(*merge_partials(work, args.settings), args, started)
+        return
 
     from rankkit.data import load_dataset
     from rankkit.evaluate import evaluate
     from rankkit.pipeline import Pipeline
     from rankkit.rerank.tsp_model import shared_cache
     from rankkit.rerank.tsprank import TSPRank
+    from rankkit.runcard import write_json
     from rankkit.train.config import load_train_config
     from rankkit.train.data import load_training_data
     from rankkit.train.loop import train_reranker
@@ -110,6 +119,7 @@ def main() -> None:
         log.info("seed %d %-40s nDCG@10 %.4f", seed, row, np.mean(list(per_query[row][seed].values())))
 
     for setting in args.settings:
+        embed_from = len(embed_s)
         k = 10 if setting.endswith("10") else 30
         first_test = Run.from_trec(ce_test) if setting.startswith("ce") else bm25_test
         first_test = Run({q: first_test[q] for q in first_test if q in {x.qid for x in test.queries}})
@@ -134,18 +144,47 @@ def main() -> None:
                 row = f"{setting}: {arm}"
                 out = work / f"{setting.replace(' ', '-')}-{head}-{objective}-s{seed}"
                 over = {**base_over, "model.tsp.head": head, "objective": objective, "output": str(out)}
-                if objective == "tsp_hybrid" and args.margin_decoder:
-                    over["objective"] = {"name": "tsp_hybrid", "decoder": args.margin_decoder}
+                if args.decoder:
+                    over["model.tsp.decoder"] = args.decoder
+                if objective == "tsp_hybrid" and (args.margin_decoder or args.decoder):
+                    over["objective"] = {"name": "tsp_hybrid", "decoder": args.margin_decoder or args.decoder}
                 cfg, _ = load_train_config(CONFIG, over)
                 card_path = out / "train_card.json"
                 if not card_path.is_file():
                     train_reranker(cfg, base, data=data, show_progress=False)
                 train_s.setdefault(row, []).append(json.loads(card_path.read_text())["wall_time_s"])
-                stage = TSPRank(test, model=str(out), depth=k, show_progress=False)
+                stage = TSPRank(test, model=str(out), depth=k, show_progress=False, decoder=args.decoder or "auto")
                 record(row, seed, stage(test.queries, first_test.top_k(k)))
                 for key, count in stage.decode_stats.items():
                     decoders.setdefault(row, {})[key] = decoders.get(row, {}).get(key, 0) + count
-    report(per_query, train_s, decoders, args, started, sum(embed_s))
+        if not args.quick:  # each setting's results on disk, so settings can run in parallel processes
+            mine = [r for r in per_query if r.startswith(f"{setting}: ")]
+            write_json({"per_query": {r: per_query[r] for r in mine}, "train_s": {r: train_s[r] for r in mine if r in train_s},
+                        "decoders": {r: decoders[r] for r in mine if r in decoders}, "embed_s": sum(embed_s[embed_from:])},
+                       work / f"partial-{setting.replace(' ', '-')}.json")
+    if args.quick:
+        report(per_query, train_s, decoders, args, started, sum(embed_s))
+    else:
+        report(*merge_partials(work, args.settings), args, started)
+
+
+def merge_partials(work: Path, settings: list[str]) -> tuple[dict[str, dict[int, dict[str, float]]],
+                                                               dict[str, list[float]], dict[str, dict[str, int]], float]:
+    """The per-setting results saved in ``work`` (one file per setting), merged for the report."""
+    per_query: dict[str, dict[int, dict[str, float]]] = {}
+    train_s: dict[str, list[float]] = {}
+    decoders: dict[str, dict[str, int]] = {}
+    embed_s = 0.0
+    for setting in settings:
+        path = work / f"partial-{setting.replace(' ', '-')}.json"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no results for setting {setting!r}; run it first (without --report-only)")
+        part = json.loads(path.read_text())
+        per_query.update({r: {int(s): v for s, v in seeds.items()} for r, seeds in part["per_query"].items()})
+        train_s.update(part["train_s"])
+        decoders.update(part["decoders"])
+        embed_s += part["embed_s"]
+    return per_query, train_s, decoders, embed_s
 
 
 def report(per_query: dict[str, dict[int, dict[str, float]]], train_s: dict[str, list[float]],

@@ -47,6 +47,7 @@ import logging
 import os
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field
@@ -59,7 +60,7 @@ from rankkit.yaml_io import MAX_DEPTH, MAX_NODES, MAX_YAML_BYTES, check_structur
 # the YAML readers (rankkit.yaml_io) and their bounds are re-exported: callers may import them from here
 __all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_SHOWN", "MAX_YAML_BYTES", "Device", "NonEmptyStr", "NonNegativeFloat",
            "NonNegativeInt", "PositiveFloat", "PositiveInt", "Precision", "Probability", "Seed", "apply_overrides",
-           "check_structure", "from_mapping", "load_yaml", "parse_yaml", "to_mapping", "validate_fields"]
+           "check_structure", "from_mapping", "load_config", "load_yaml", "parse_yaml", "to_mapping", "validate_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -399,3 +400,28 @@ def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any], cls
             node, node_cls = node[key], sub_cls
         node[leaf] = value
     return out
+
+
+def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[T, Path]:
+    """Read a YAML config (training, synthesis) into dataclass ``cls`` with dotted ``overrides`` (``{"lora.rank": 8}``).
+
+    Returns (config, the YAML's folder). Every value is validated here (see
+    :func:`rankkit.config.from_mapping`), and files the config names are checked to exist
+    when the class has a ``check_paths(base)`` method; errors are :class:`ConfigError`
+    naming the file and the dotted key. Nothing else is loaded.
+    """
+    path = Path(path)
+    values = load_yaml(path)
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of options, got {type(values).__name__}")
+    values = apply_overrides(values, overrides or {}, cls, str(path))
+    cfg = from_mapping(cls, values, str(path))
+    check = getattr(cfg, "check_paths", None)
+    if callable(check):
+        try:
+            check(path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return cfg, path.parent

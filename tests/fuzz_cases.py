@@ -33,12 +33,12 @@ CORPUS = "".join(json.dumps({"_id": f"d{i}", "title": f"title {i}", "text": f"te
 QUERIES_JSONL = "".join(json.dumps({"_id": f"q{i}", "text": f"query {i} about cells"}) + "\n" for i in range(1, 4))
 QUERIES_TSV = "".join(f"q{i}\tquery {i} about cells\n" for i in range(1, 4))
 
-TEXT_KINDS = ("run", "qrels_trec", "qrels_tsv", "corpus", "queries_jsonl", "queries_tsv")
+TEXT_KINDS = ("run", "qrels_trec", "qrels_tsv", "corpus", "queries_jsonl", "queries_tsv", "fewshot")
 PIPELINES = ("bm25.yaml", "bm25_multifield.yaml", "dense.yaml", "bm25_dense.yaml", "bm25_dense_rrf.yaml",
              "bm25_dense_wsum.yaml", "bm25_ce.yaml", "bm25_ce_only.yaml", "bm25_setwise_r1.yaml", "bm25_tsprank.yaml")
 TRAIN = ("train_ce_scifact.yaml", "train_bi_scifact.yaml", "pgrank_bi_scifact.yaml", "tsprank_scifact.yaml")
 LLM_TRAIN = ("rank_r1_grpo.yaml", "setwise_sft.yaml")
-YAML_KINDS = ("pipeline", "train", "llm_train", "experiment")
+YAML_KINDS = ("pipeline", "train", "llm_train", "experiment", "synth")
 
 
 def valid_samples() -> dict[str, list[tuple[str, bytes]]]:
@@ -54,6 +54,10 @@ def valid_samples() -> dict[str, list[tuple[str, bytes]]]:
         "train": [(n, (ROOT / "pipelines" / n).read_bytes()) for n in TRAIN],
         "llm_train": [(n, (ROOT / "pipelines" / n).read_bytes()) for n in LLM_TRAIN],
         "experiment": [("experiment.yaml", (ROOT / "eval" / "demo.yaml").read_bytes())],
+        "fewshot": [("fewshot.jsonl", (ROOT / "pipelines" / "fewshot" / "scifact.jsonl").read_bytes())],
+        # the few-shot file named by absolute path, so a valid sample loads wherever the case is placed
+        "synth": [("duqgen_scifact.yaml", (ROOT / "pipelines" / "duqgen_scifact.yaml").read_bytes().replace(
+            b"fewshot/scifact.jsonl", str(ROOT / "pipelines" / "fewshot" / "scifact.jsonl").encode()))],
     }
     return samples
 

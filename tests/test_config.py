@@ -359,7 +359,7 @@ def test_load_config_validates_overrides_and_checks_files(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"data\.qrels: .*nope\.tsv does not exist"):
         load_train_config(path)
     path.write_text("- a\n- b\n")
-    with pytest.raises(ConfigError, match=r"t\.yaml: expected a mapping of training options, got list"):
+    with pytest.raises(ConfigError, match=r"t\.yaml: expected a mapping of options, got list"):
         load_train_config(path)
     path.write_text("")
     with pytest.raises(ConfigError, match=r"data\.first_stage: .*bm25\.yaml does not exist"):

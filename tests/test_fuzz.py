@@ -89,6 +89,8 @@ class Workspace:
             "train": self.pipelines / f"fuzz-{case.name}",
             "llm_train": self.pipelines / f"fuzz-{case.name}",
             "experiment": self.root / "eval" / "fuzz-experiment.yaml",
+            "synth": self.pipelines / f"fuzz-{case.name}",
+            "fewshot": self.loose / "fewshot.jsonl",
         }[case.kind]
         target.write_bytes(case.content)
         return target
@@ -119,6 +121,8 @@ def loaders(ws: Workspace) -> dict[str, Callable[[Path, Case], Any]]:
     from rankkit.evaluate import evaluate
     from rankkit.experiment import load_experiment
     from rankkit.pipeline import Pipeline
+    from rankkit.synth.config import DUQGenConfig
+    from rankkit.synth.querygen import read_fewshot
     from rankkit.train.config import TrainConfig, load_config
     from rankkit.train.llm_config import RankR1Config, SetwiseSFTConfig
     from rankkit.types import Qrels, Run
@@ -149,6 +153,8 @@ def loaders(ws: Workspace) -> dict[str, Callable[[Path, Case], Any]]:
         "train": lambda path, case: load_config(TrainConfig, path),
         "llm_train": llm,
         "experiment": lambda path, case: load_experiment(path),
+        "synth": lambda path, case: load_config(DUQGenConfig, path),
+        "fewshot": lambda path, case: read_fewshot(path),
     }
 
 

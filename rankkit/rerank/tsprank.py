@@ -69,7 +69,8 @@ class TSPHeadSettings:
     bilinear map above the diagonal, another below, as in the paper's code) or
     ``pointwise`` (an MLP score per candidate: the baseline, trained with the usual
     objectives). Defaults follow METHODS.md's events setting scaled to MiniLM: no
-    transformer, dim 128.
+    transformer, dim 128. ``decoder`` and ``time_limit`` are the path solver that
+    evaluates the model on the dev queries during training (a ``tsprank`` stage has its own).
     """
 
     head: Head = "bilinear"
@@ -83,6 +84,8 @@ class TSPHeadSettings:
     dim_ff: PositiveInt = 256
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     deep_dim: PositiveInt = 16
+    decoder: Decoder = "auto"
+    time_limit: PositiveFloat = 10.0
 
     def __post_init__(self) -> None:
         validate_fields(self, "model.tsp")

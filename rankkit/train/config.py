@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import Field
 
+from rankkit.config import load_config  # re-exported: training YAMLs are read with it
 from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Precision, Seed, apply_overrides, from_mapping, validate_fields)
+                            Precision, Seed, validate_fields)
 from rankkit.errors import ConfigError
 from rankkit.models import MINILM_ID
 from rankkit.precision import check_precision
@@ -26,7 +27,6 @@ from rankkit.rerank.tsprank import TSPHeadSettings
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
 from rankkit.train.objectives import objective_spec
-from rankkit.yaml_io import load_yaml
 
 T = TypeVar("T")
 
@@ -67,8 +67,9 @@ class DataSettings:
     ``dataset`` is only a name). ``first_stage`` is a pipeline YAML or a TREC run file (relative paths resolve
     against the config file). ``dev`` is a fraction in (0, 1) or a count (>= 1) of training queries held
     out for model selection and the interpolation weight, a dataset id/path of a
-    separate dev split, or null (no dev evaluation). ``dev_depth`` candidates per dev
-    query are reranked.
+    separate dev split, or null (no dev evaluation). ``dev_first_stage`` is the dev queries'
+    first stage (default: ``first_stage``), e.g. BM25 when ``first_stage`` is a file of mined
+    negatives. ``dev_depth`` candidates per dev query are reranked.
     """
 
     dataset: NonEmptyStr = "beir/scifact/train"
@@ -263,31 +264,6 @@ def _check_file(key: str, value: str | None, base: Path) -> None:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"{key}: {path} {what}")
-
-
-def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[T, Path]:
-    """Read a training YAML into dataclass ``cls`` with dotted ``overrides`` (``{"lora.rank": 8}``).
-
-    Returns (config, the YAML's folder). Every value is validated here (see
-    :func:`rankkit.config.from_mapping`), and files the config names are checked to exist
-    when the class has a ``check_paths(base)`` method; errors are :class:`ConfigError`
-    naming the file and the dotted key. Nothing else is loaded.
-    """
-    path = Path(path)
-    values = load_yaml(path)
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of training options, got {type(values).__name__}")
-    values = apply_overrides(values, overrides or {}, cls, str(path))
-    cfg = from_mapping(cls, values, str(path))
-    check = getattr(cfg, "check_paths", None)
-    if callable(check):
-        try:
-            check(path.parent)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    return cfg, path.parent
 
 
 def load_train_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[TrainConfig, Path]:

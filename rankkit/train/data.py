@@ -78,7 +78,7 @@ def load_training_data(cfg: TrainConfig, base: Path, show_progress: bool = True)
     dev = dev_run = None
     if isinstance(d.dev, (int, float)) and not isinstance(d.dev, bool):
         dataset, dev = holdout(dataset, d.dev, cfg.seed)
-        dev_run = run
+        dev_run = first_stage_run(d.dev_first_stage, dev, base, show_progress) if d.dev_first_stage else run
     elif isinstance(d.dev, str):
         dev = load_dataset(d.dev)
         dev_run = first_stage_run(d.dev_first_stage or d.first_stage, dev, base, show_progress)

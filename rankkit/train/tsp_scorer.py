@@ -97,5 +97,7 @@ class TSPRankScorer(Scorer):
 
     def rerank(self, dataset: Dataset, run: Run, depth: int, batch_size: int, device: str) -> Run:
         stage = TSPRank(dataset, tsp_model=self.model, cache=self.cache,  # type: ignore[arg-type]
-                        depth=depth, keep_tail=False, show_progress=False, batch_size=batch_size, device=device)
+                        depth=depth, keep_tail=False, show_progress=False, batch_size=batch_size, device=device,
+                        decoder=self.model.settings.decoder,  # type: ignore[attr-defined]
+                        time_limit=self.model.settings.time_limit)  # type: ignore[attr-defined]
         return stage(dataset.queries, run)
