@@ -73,3 +73,13 @@ def test_tsprank_config_errors(tiny_bert: Path, train_folder: Path, tmp_path: Pa
         tsp_config(tiny_bert, train_folder, tmp_path / "x", model={"kind": "tsprank", "tsp": {"features": ["bm25"]}})
     with pytest.raises(ConfigError, match="not a TSPRank model folder"):
         TSPRankModel.load(str(tmp_path))
+
+
+def test_dev_evaluation_decodes_with_the_configured_solver(tiny_bert: Path, train_folder: Path, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tsp_config(tiny_bert, train_folder, tmp_path / "tsp", "tsp_local")
+    cfg.model.tsp.decoder = "heuristic"  # type: ignore[union-attr]
+    with caplog.at_level("INFO", logger="rankkit.rerank.tsprank"):
+        train_reranker(cfg, show_progress=False)
+    used = [r.getMessage() for r in caplog.records if "decoders used" in r.getMessage()]
+    assert used and all("'heuristic" in m and "held_karp" not in m for m in used)
