@@ -36,7 +36,10 @@ OUT = ROOT / "eval" / "results" / "tsprank_scifact"
 log = logging.getLogger("tsprank_scifact")
 
 ARMS = {"pointwise head, softmax": ("pointwise", "softmax"), "pointwise head, RankNet": ("pointwise", "ranknet"),
-        "TSPRank local": ("bilinear", "tsp_local"), "TSPRank hybrid": ("bilinear", "tsp_hybrid")}
+        "TSPRank local": ("bilinear", "tsp_local"), "TSPRank hybrid": ("bilinear", "tsp_hybrid"),
+        # rankkit's option: the local loss in expectation over the order within each label (not the paper's)
+        "TSPRank local, ties any": ("bilinear", "tsp_local-ties-any")}
+DEFAULT_ARMS = list(ARMS)[:4]
 
 
 def ce_runs(ce: str, work: Path) -> tuple[Path, Path]:
@@ -69,6 +72,7 @@ def main() -> None:
                         "and test (default: auto)")
     p.add_argument("--work", default=str(ROOT / "models" / "tsprank-eval"), help="models and cached runs")
     p.add_argument("--quick", action="store_true", help="1 seed, top 10 only, 1 epoch, 40 test queries; nothing written")
+    p.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS), help="the arms to run")
     p.add_argument("--report-only", action="store_true",
                    help="write the report from the per-setting results already in --work (settings run in separate processes)")
     args = p.parse_args()
@@ -140,10 +144,13 @@ def main() -> None:
                       + [d.contents for d in data.dev.docs(sorted({x for q in data.dev_run
                                                                    for x in data.dev_run.top_k(k)[q]})).values()])
             embed_s.append(time.perf_counter() - t)
-            for arm, (head, objective) in ARMS.items():
+            for arm in args.arms:
+                head, objective = ARMS[arm]
                 row = f"{setting}: {arm}"
                 out = work / f"{setting.replace(' ', '-')}-{head}-{objective}-s{seed}"
-                over = {**base_over, "model.tsp.head": head, "objective": objective, "output": str(out)}
+                over = {**base_over, "model.tsp.head": head, "output": str(out),
+                        "objective": {"name": "tsp_local", "ties": "any"} if objective.endswith("ties-any")
+                        else objective}
                 if args.decoder:
                     over["model.tsp.decoder"] = args.decoder
                 if objective == "tsp_hybrid" and (args.margin_decoder or args.decoder):
@@ -157,11 +164,12 @@ def main() -> None:
                 record(row, seed, stage(test.queries, first_test.top_k(k)))
                 for key, count in stage.decode_stats.items():
                     decoders.setdefault(row, {})[key] = decoders.get(row, {}).get(key, 0) + count
-        if not args.quick:  # each setting's results on disk, so settings can run in parallel processes
+        if not args.quick:  # each setting's results on disk, so settings (and arms) can run in parallel processes
             mine = [r for r in per_query if r.startswith(f"{setting}: ")]
+            tag = "" if args.arms == DEFAULT_ARMS else "-" + "-".join(sorted(ARMS[a][1] for a in args.arms))
             write_json({"per_query": {r: per_query[r] for r in mine}, "train_s": {r: train_s[r] for r in mine if r in train_s},
                         "decoders": {r: decoders[r] for r in mine if r in decoders}, "embed_s": sum(embed_s[embed_from:])},
-                       work / f"partial-{setting.replace(' ', '-')}.json")
+                       work / f"partial-{setting.replace(' ', '-')}{tag}.json")
     if args.quick:
         report(per_query, train_s, decoders, args, started, sum(embed_s))
     else:
@@ -176,14 +184,15 @@ def merge_partials(work: Path, settings: list[str]) -> tuple[dict[str, dict[int,
     decoders: dict[str, dict[str, int]] = {}
     embed_s = 0.0
     for setting in settings:
-        path = work / f"partial-{setting.replace(' ', '-')}.json"
-        if not path.is_file():
-            raise SystemExit(f"{path}: no results for setting {setting!r}; run it first (without --report-only)")
-        part = json.loads(path.read_text())
-        per_query.update({r: {int(s): v for s, v in seeds.items()} for r, seeds in part["per_query"].items()})
-        train_s.update(part["train_s"])
-        decoders.update(part["decoders"])
-        embed_s += part["embed_s"]
+        paths = sorted(work.glob(f"partial-{setting.replace(' ', '-')}*.json"))
+        if not paths:
+            raise SystemExit(f"{work}: no results for setting {setting!r}; run it first (without --report-only)")
+        for path in paths:
+            part = json.loads(path.read_text())
+            per_query.update({r: {int(s): v for s, v in seeds.items()} for r, seeds in part["per_query"].items()})
+            train_s.update(part["train_s"])
+            decoders.update(part["decoders"])
+            embed_s += part["embed_s"]
     return per_query, train_s, decoders, embed_s
 
 
@@ -243,6 +252,9 @@ def report(per_query: dict[str, dict[int, dict[str, float]]], train_s: dict[str,
                  "and the first stage's score), only head and objective changed; the list is the first stage's "
                  "top k for training and test alike. p: paired t-test of the seed-averaged per-query nDCG@10, "
                  "Holm over every test in the table; (+) / (-): the row's mean is above / below the reference.\n\n")
+        fh.write("'TSPRank local, ties any' is rankkit's option, not the paper's: the local loss in expectation "
+                 "over a uniformly random order within each label (`objective: {name: tsp_local, ties: any}`), "
+                 "where the paper's gold path keeps the first stage's order among equally labelled candidates.\n\n")
         fh.write(f"Decoders used at test time (queries): `{json.dumps(used)}`\n\n")
         fh.write(f"Embedding every text once (frozen MiniLM, not in the train times): {embed_s:.0f} s.\n\n")
         fh.write(f"Machine: {card['machine'].get('cpu_model')} ({card['machine'].get('cpus')} CPUs); "

@@ -131,3 +131,28 @@ def test_objective_settings_and_shapes_are_checked() -> None:
         TSPLocal()(torch.randn(2, 5), torch.zeros(2, 5))
     one = TSPLocal()(torch.randn(1, 1, 1, requires_grad=True), torch.ones(1, 1))
     assert one.loss.item() == 0.0
+
+
+def test_local_loss_with_any_ties_is_the_expectation_over_tie_orders() -> None:
+    import itertools
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    for labels in ([2, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 0], [0, 0, 0, 0], [2, 1, 0]):
+        n = len(labels)
+        A = torch.randn(1, n, n)
+        lab = torch.tensor([labels])
+        logits = A[0].masked_fill(torch.eye(n, dtype=torch.bool), -1e4)
+        losses = []
+        for perm in itertools.permutations(range(n)):  # every order consistent with the labels, equally likely
+            if all(labels[perm[t]] >= labels[perm[t + 1]] for t in range(n - 1)):
+                rows = logits[list(perm[:-1])]
+                losses.append(F.cross_entropy(rows, torch.tensor(perm[1:])).item())
+        expected = sum(losses) / len(losses)
+        got = TSPLocal(ties="any")(A, lab).loss.item()
+        assert abs(got - expected) < 1e-5, (labels, got, expected)
+    # without ties both settings agree
+    A = torch.randn(2, 4, 4)
+    lab = torch.tensor([[3, 2, 1, 0], [0, 1, 3, 2]])
+    torch.testing.assert_close(TSPLocal(ties="any")(A, lab).loss, TSPLocal()(A, lab).loss)

@@ -8,6 +8,12 @@ stage) order, so a list with one relevant document still has one gold path.
   (the diagonal masked) against the gold next item ``pi_{t+1}``, averaged over the
   ``n - 1`` positions. The paper's code passes the gold rank vector as class weights,
   which METHODS.md flags as a quirk; rankkit uses the plain mean (documented choice).
+  With ``ties: any`` (rankkit's option, for graded or binary relevance where most
+  candidates tie) the loss is its expectation over a uniformly random order within each
+  label: row ``i`` of a label shared by ``m`` candidates targets each other one with
+  ``1/m`` and each candidate of the next lower label with ``1/(m |next|)`` (a lowest-label
+  row: the others of its label, weighted ``(m-1)/m``), so the first stage's order among
+  non-relevant documents is no longer imitated.
 - ``tsp_margin``: the global structured max-margin loss with loss-augmented decoding:
   ``A' = A + margin * (1 - Y*)`` off the diagonal, ``Y^ = argmax_path A'`` (exact:
   :func:`rankkit.rerank.tsp.decode`), ``L = (<Y^, A'> - <Y*, A'>) / n``. The loss is
@@ -15,7 +21,7 @@ stage) order, so a list with one relevant document still has one gold path.
   When the decoder is not exact (large n, or a time limit) a worse-than-gold decode
   counts as 0 (the gold path is itself a candidate of the max).
 - ``tsp_hybrid``: the released models' schedule: local and global batches alternate,
-  the parity flipping every epoch (``at_step``).
+  the parity flipping every epoch (``at_step``); ``ties`` applies to its local batches.
 
 Weights are per group ``[G]``.
 """
@@ -59,12 +65,35 @@ def _check(scores: torch.Tensor, labels: torch.Tensor, name: str) -> None:
                          f"got shape {list(scores.shape)} for labels {list(labels.shape)}")
 
 
+def tie_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ties: any`` next-item targets ``[G, n, n]`` and row weights ``[G, n]`` (see the module docstring)."""
+    import torch
+
+    lab = labels.float()
+    same = (lab[:, :, None] == lab[:, None, :]) & ~torch.eye(lab.shape[1], dtype=torch.bool, device=lab.device)
+    m = same.sum(2).float() + 1.0  # candidates sharing row i's label, i included
+    lower = lab[:, None, :] < lab[:, :, None]  # [g, i, j]: j's label below i's
+    below = torch.where(lower, lab[:, None, :], torch.full_like(lab[:, None, :], -float("inf"))).amax(2)
+    nxt = lower & (lab[:, None, :] == below[:, :, None])  # the candidates of the next lower label
+    has_next = nxt.any(2)
+    count = nxt.sum(2).clamp(min=1).float()
+    q = torch.where(has_next[:, :, None], same / m[:, :, None] + nxt / (m * count)[:, :, None],
+                    same / (m - 1).clamp(min=1)[:, :, None])
+    w = torch.where(has_next, torch.ones_like(m), (m - 1) / m)
+    return q, w
+
+
 @dataclass
 class TSPLocal(Objective):
-    """TSPRank's local next-item cross-entropy (see the module docstring)."""
+    """TSPRank's local next-item cross-entropy (see the module docstring); ``ties``: ``first_stage`` or ``any``."""
+
+    ties: Literal["first_stage", "any"] = "first_stage"
 
     name: ClassVar[str] = "tsp_local"
     matrix: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        validate_fields(self, f"objective ({self.name})")
 
     def __call__(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
                  in_batch: torch.Tensor | None = None) -> ObjectiveOutput:
@@ -77,6 +106,12 @@ class TSPLocal(Objective):
             return ObjectiveOutput(scores.sum() * 0.0, {"next_accuracy": 1.0})
         eye = torch.eye(n, dtype=torch.bool, device=scores.device)
         logits = scores.float().masked_fill(eye, _NEG)
+        if self.ties == "any":
+            q, w = tie_targets(labels.to(scores.device))
+            ce = -(q * F.log_softmax(logits, dim=2)).sum(2)  # [G, n]
+            per_group = (w * ce).sum(1) / w.sum(1).clamp(min=1e-12)
+            accuracy = float((q.gather(2, logits.argmax(2, keepdim=True)).squeeze(2) > 0)[w > 0].float().mean())
+            return ObjectiveOutput(weighted_mean(per_group, weights), {"next_accuracy": accuracy})
         order = gold_order(labels).to(scores.device)
         rows = logits.gather(1, order[:, :-1, None].expand(G, n - 1, n))  # [G, n-1, n]
         targets = order[:, 1:]
@@ -139,6 +174,8 @@ class TSPMargin(Objective):
 class TSPHybrid(TSPMargin):
     """Local and global (max-margin) batches alternating, the parity flipping each epoch (see the module docstring)."""
 
+    ties: Literal["first_stage", "any"] = "first_stage"
+
     name: ClassVar[str] = "tsp_hybrid"
 
     def __post_init__(self) -> None:
@@ -154,6 +191,6 @@ class TSPHybrid(TSPMargin):
         if self._global:
             out = self.margin_loss(scores, labels, weights)
         else:
-            out = TSPLocal()(scores, labels, weights)
+            out = TSPLocal(ties=self.ties)(scores, labels, weights)
         out.logs["global"] = float(self._global)
         return out
