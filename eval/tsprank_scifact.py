@@ -87,7 +87,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        report(*merge_partials(work, args.settings), args, started)
+        pq, ts, dec, emb = merge_partials(work, args.settings)
+        report(pq, ts, dec, args, started, emb)
         return
 
     from rankkit.data import load_dataset
@@ -173,7 +174,8 @@ def main() -> None:
     if args.quick:
         report(per_query, train_s, decoders, args, started, sum(embed_s))
     else:
-        report(*merge_partials(work, args.settings), args, started)
+        pq, ts, dec, emb = merge_partials(work, args.settings)
+        report(pq, ts, dec, args, started, emb)
 
 
 def merge_partials(work: Path, settings: list[str]) -> tuple[dict[str, dict[int, dict[str, float]]],
@@ -208,7 +210,11 @@ def report(per_query: dict[str, dict[int, dict[str, float]]], train_s: dict[str,
 
     rows: list[dict[str, Any]] = []
     avg: dict[str, dict[str, float]] = {}
-    for row, seeds in per_query.items():
+    arms = ["first stage", *ARMS]
+    settings = list(dict.fromkeys(r.split(": ", 1)[0] for r in per_query))
+    order = sorted(per_query, key=lambda r: (settings.index(r.split(": ", 1)[0]), arms.index(r.split(": ", 1)[1])))
+    for row in order:
+        seeds = per_query[row]
         qids = sorted(next(iter(seeds.values())))
         means = [float(np.mean([s[q] for q in qids])) for s in seeds.values()]
         avg[row] = {q: float(np.mean([s[q] for s in seeds.values()])) for q in qids}
