@@ -60,7 +60,7 @@ from rankkit.yaml_io import MAX_DEPTH, MAX_NODES, MAX_YAML_BYTES, check_structur
 # the YAML readers (rankkit.yaml_io) and their bounds are re-exported: callers may import them from here
 __all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_SHOWN", "MAX_YAML_BYTES", "Device", "NonEmptyStr", "NonNegativeFloat",
            "NonNegativeInt", "PositiveFloat", "PositiveInt", "Precision", "Probability", "Seed", "apply_overrides",
-           "check_structure", "from_mapping", "load_config", "load_yaml", "parse_yaml", "to_mapping", "validate_fields"]
+           "check_file", "check_structure", "from_mapping", "load_config", "load_yaml", "parse_yaml", "to_mapping", "validate_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -425,3 +425,13 @@ def load_config(cls: type[T], path: str | Path, overrides: dict[str, Any] | None
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     return cfg, path.parent
+
+
+def check_file(key: str, value: str | None, base: Path) -> None:
+    """Raise :class:`ConfigError` naming ``key`` unless ``value`` (relative to ``base``) is a file; None passes."""
+    if value is None:
+        return
+    path = Path(value) if Path(value).is_absolute() else base / value
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"{key}: {path} {what}")

@@ -15,8 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from rankkit.config import (Device, InferencePrecision, NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Precision, Probability, Seed, validate_fields)
-from rankkit.errors import ConfigError
+                            Precision, Probability, Seed, check_file, validate_fields)
 from rankkit.models import MINILM_ID, SMOLLM2_ID
 
 __all__ = ["ClusterSettings", "DUQGenConfig", "EmbedSettings", "NegativeSettings", "QueryGenSettings",
@@ -146,12 +145,9 @@ class DUQGenConfig:
     def check_paths(self, base: Path) -> None:
         """The few-shot and template files named must exist (relative paths resolve against ``base``)."""
         g = self.generate
-        for key, value in (("generate.fewshot", g.fewshot), ("generate.template", g.template)):
-            if value is None or (key == "generate.template" and not value.endswith(".toml")):
-                continue
-            path = Path(value) if Path(value).is_absolute() else base / value
-            if not path.is_file():
-                raise ConfigError(f"{key}: {path} does not exist")
+        check_file("generate.fewshot", g.fewshot, base)
+        if g.template.endswith(".toml"):  # else a built-in template's name
+            check_file("generate.template", g.template, base)
 
     def resolve(self, base: Path) -> DUQGenConfig:
         """This config with relative paths (output, few-shot, template, a corpus folder) resolved against ``base``."""

@@ -13,22 +13,19 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
 from rankkit.config import load_config  # re-exported: training YAMLs are read with it
 from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Precision, Seed, validate_fields)
-from rankkit.errors import ConfigError
+                            Precision, Seed, check_file, validate_fields)
 from rankkit.models import MINILM_ID
 from rankkit.precision import check_precision
 from rankkit.rerank.tsprank import TSPHeadSettings
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
 from rankkit.train.objectives import objective_spec
-
-T = TypeVar("T")
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
@@ -254,16 +251,7 @@ class TrainConfig:
         """
         d = self.data
         for key in ("first_stage", "dev_first_stage", "queries", "corpus", "qrels"):
-            _check_file(f"data.{key}", getattr(d, key), base)
-
-
-def _check_file(key: str, value: str | None, base: Path) -> None:
-    if value is None:
-        return
-    path = Path(value) if Path(value).is_absolute() else base / value
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"{key}: {path} {what}")
+            check_file(f"data.{key}", getattr(d, key), base)
 
 
 def load_train_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[TrainConfig, Path]:

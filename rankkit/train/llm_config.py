@@ -16,9 +16,9 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Precision, Seed, validate_fields)
+                            Precision, Seed, check_file, validate_fields)
 from rankkit.precision import check_precision
-from rankkit.train.config import LoraSettings, _check_file
+from rankkit.train.config import LoraSettings
 
 #: learning-rate schedules of transformers that need no extra arguments
 Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
@@ -161,7 +161,7 @@ class LLMTrainingConfig:
 
     def check_paths(self, base: Path) -> None:
         """Refuse a first-stage file that does not exist (relative paths resolve against ``base``)."""
-        _check_file("data.first_stage", self.data.first_stage, base)
+        check_file("data.first_stage", self.data.first_stage, base)
 
 
 @dataclass
