@@ -134,7 +134,8 @@ def run_duqgen(cfg: DUQGenConfig, base: str | os.PathLike[str] = ".", show_progr
     log.info("duqgen: %d of %d documents have >= %d characters", len(kept), len(docs), s.min_chars)
 
     t = time.perf_counter()
-    dense = _dense(cfg, dataset, show_progress)
+    # one dense stage: its corpus index gives the vectors here and (source: dense) the negatives' top `depth`
+    dense = _dense(cfg, dataset, show_progress, hits=cfg.negatives.depth + 1)
     vectors = normalize_rows(dense.index.vectors([d.docid for d in kept]))
     times["embed_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -163,7 +164,7 @@ def run_duqgen(cfg: DUQGenConfig, base: str | os.PathLike[str] = ".", show_progr
     qlist = [Query(qid, text) for qid, (_, text) in queries.items()]
     n = cfg.negatives
     if n.source == "dense":
-        first = _dense(cfg, dataset, show_progress, hits=n.depth + 1)(qlist, None)
+        first = dense(qlist, None)
     else:
         from rankkit.retrieve.bm25 import BM25
 
@@ -213,7 +214,7 @@ def _partial(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def _dense(cfg: DUQGenConfig, dataset: Dataset, show_progress: bool, hits: int = 1) -> Any:
+def _dense(cfg: DUQGenConfig, dataset: Dataset, show_progress: bool, hits: int) -> Any:
     from rankkit.retrieve.dense import Dense
 
     e = cfg.embed
