@@ -178,15 +178,21 @@ class Generation:
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
-    """Finished batches of an earlier run (a torn last line from a kill is ignored)."""
+    """Finished batches of an earlier run; a torn last line (a kill mid-write) is cut off the file."""
     rows: list[dict[str, Any]] = []
     if not path.is_file():
         return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line in lines:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             break
+    if len(rows) < len(lines):  # appending after the fragment would tear the next run's read
+        from rankkit.trec import atomic_write
+
+        with atomic_write(path) as fh:
+            fh.write("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 

@@ -115,6 +115,8 @@ def test_resumed_generation_equals_an_uninterrupted_run(tiny_llm: Path, tmp_path
     assert resumed.resumed_docs == 3
     assert resumed.raw == full.raw
     assert resumed.queries == full.queries and resumed.reasons == full.reasons
+    # the torn fragment was cut before appending: a second resume reads every batch back
+    assert generate_queries(docs, model, tok, t, log_path=tmp_path / "killed.jsonl", **kwargs).resumed_docs == 7
     # nothing left to generate: everything comes from the log
     again = generate_queries(docs, model, tok, t, log_path=tmp_path / "full.jsonl", **kwargs)
     assert again.resumed_docs == 7 and again.generated_tokens == 0 and again.raw == full.raw
