@@ -1,0 +1,1 @@
+"""Robustness of rankers: perturbation sets, smoothed ranking, certification (CertDR) and attacks."""
