@@ -10,6 +10,10 @@ Searching calls Anserini's ``SimpleSearcher`` (the Java class behind Pyserini's
 ``pyserini.search.lucene`` costs about 10 s on 2 cores (it imports torch, transformers
 and onnxruntime for Pyserini's dense and impact searchers), ten times the JVM's own start.
 
+:class:`BM25TextScorer` scores a query against free text (a document that is not in the
+index, e.g. one with substituted words) exactly as Lucene's BM25 scores an indexed document,
+under the index's collection statistics.
+
 Indexes are built with Anserini's BEIR collection readers (``BeirFlatCollection``:
 title and text in one ``contents`` field; ``BeirMultifieldCollection``: separate
 ``title`` and ``contents`` fields), exactly as Pyserini's 2CR BEIR indexes, from a
@@ -31,10 +35,12 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from rankkit import settings
@@ -378,6 +384,166 @@ class BM25Searcher:
     def close(self) -> None:
         """Release the Lucene index reader."""
         self._java.close()
+
+
+class BM25TextScorer:
+    """Lucene's BM25 score of a query against free texts, under the statistics of an index.
+
+    A text is scored as if it were one more document of the index's ``contents`` field that
+    leaves the collection statistics unchanged: document frequencies, the document count N
+    and the average length come from the index, the term frequencies and length from the
+    text. For the text a document was indexed from (:meth:`LuceneIndex.build`'s
+    ``BeirFlatCollection`` indexes ``title + "\\n" + text``) the score is the one
+    :class:`BM25Searcher` computes for that document before Anserini rounds it (hits are
+    rounded to 1e-4 and lowered by 1e-6 per tie, see :mod:`rankkit.retrieve.bm25`), so it
+    equals the hit's score within 1e-4.
+
+    It follows Lucene 9.9's ``BM25Similarity`` (Anserini 1.7.1, no ``-bm25.accurate``), which
+    the searcher uses, operation by operation in float32:
+
+    * the query is analysed with the searcher's analyzer (Anserini's default English analyzer,
+      Porter stemming and stopwords, as :class:`BM25Searcher` never sets another), a text with
+      the analyzer the index was built with (its manifest's ``stemmer`` and ``stopwords``; an
+      index rankkit did not build is assumed to have Anserini's defaults). Both go through
+      Anserini's ``AnalyzerUtils.analyze``, as Pyserini's ``LuceneIndexReader.analyze`` does;
+    * Anserini's bag-of-words query has one clause per distinct query term with boost = its
+      count in the query, so a term that occurs twice in the query counts twice;
+    * ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))`` with N the number of documents that have
+      the field (Lucene's ``docCount``) and ``avgdl = sumTotalTermFreq / docCount``;
+    * the term score is ``w - w / (1 + tf / (k1 * (1 - b + b * dl / avgdl)))`` with
+      ``w = boost * idf`` (i.e. ``w * tf / (tf + k1 * (...))``, no ``(k1 + 1)`` factor), where dl
+      is *not* the text's length: Lucene stores a document's length lossily in a one-byte norm
+      (``SmallFloat.intToByte4``, exact up to 23 tokens, then 4 significant bits, rounded down)
+      and scores with the decoded length, so the scorer does the same;
+    * clause scores are summed in double and the sum rounded to float32.
+
+    A query term the index does not contain (df = 0) adds nothing, whatever the text: that is
+    what Lucene gives it, since no indexed document can match it (Lucene even weights it with
+    made-up statistics, df = 1, that never score). Weighting it as df = 0 would make inserting a
+    word the collection lacks the strongest substitution of all (idf = ln(1 + (N + 0.5) / 0.5)),
+    an artefact of a statistic that no real index ever holds. Terms are matched exactly as the
+    index stores them, so a text is scored against the index's vocabulary and nothing else.
+
+    The scorer holds an open index reader; :meth:`close` (or ``with``) releases it.
+    """
+
+    FIELD = "contents"
+
+    def __init__(self, index: LuceneIndex, k1: float = 0.9, b: float = 0.4) -> None:
+        if index.multifield:
+            raise ConfigError(f"{index}: BM25TextScorer scores one field (contents); this index is multifield "
+                              "(separate title and contents fields), so a text's score would not match the search's")
+        self.index = index
+        self.k1, self.b = check_bm25_params(k1, b)
+        start_jvm()
+        from jnius import autoclass
+
+        settings_ = index.manifest.get("settings", {})
+        analyzer = autoclass("io.anserini.analysis.DefaultEnglishAnalyzer")
+        self._analyze = autoclass("io.anserini.analysis.AnalyzerUtils").analyze
+        # SimpleSearcher(indexDir) analyses queries with IndexCollection.DEFAULT_ANALYZER; IndexCollection analyses
+        # documents with DefaultEnglishAnalyzer.fromArguments(stemmer, keepStopwords, stopwordsFile).
+        self._query_analyzer = autoclass("io.anserini.index.IndexCollection").DEFAULT_ANALYZER
+        self._doc_analyzer = analyzer.fromArguments(str(settings_.get("stemmer", "porter")),
+                                                    not settings_.get("stopwords", True), None)
+        self._term = autoclass("org.apache.lucene.index.Term")
+        self._reader: Any = autoclass("io.anserini.index.IndexReaderUtils").getReader(str(index.path))
+        stats = autoclass("org.apache.lucene.search.IndexSearcher")(self._reader).collectionStatistics(self.FIELD)
+        if stats is None:
+            self._reader.close()
+            raise IndexMissingError(f"{index} has no indexed {self.FIELD} field")
+        self.num_docs = int(stats.docCount())
+        self.sum_total_term_freq = int(stats.sumTotalTermFreq())
+        f32 = np.float32
+        self.avgdl = f32(self.sum_total_term_freq / self.num_docs)  # (float) (sumTotalTermFreq / (double) docCount)
+        small_float = autoclass("org.apache.lucene.util.SmallFloat")
+        #: decoded length of each norm byte (0..255): BM25Similarity.LENGTH_TABLE, increasing
+        self.length_table = np.array([small_float.byte4ToInt(i - 256 if i > 127 else i) for i in range(256)],
+                                     dtype=np.int64)
+        # BM25Similarity.scorer: cache[i] = 1f / (k1 * ((1 - b) + b * LENGTH_TABLE[i] / avgdl)), all float32
+        k1_, b_ = f32(self.k1), f32(self.b)
+        lengths = self.length_table.astype(f32)
+        self._norm_inverse = (f32(1) / (k1_ * ((f32(1) - b_) + b_ * lengths / self.avgdl))).astype(f32)
+        self._df: dict[str, int] = {}
+        self._queries: dict[str, tuple[list[str], np.ndarray]] = {}
+        log.debug("BM25TextScorer on %s: N=%d, avgdl=%.4f, k1=%s, b=%s", index, self.num_docs, float(self.avgdl),
+                  self.k1, self.b)
+
+    def __repr__(self) -> str:
+        return f"BM25TextScorer({self.index!r}, k1={self.k1}, b={self.b})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the index reader (document frequencies already looked up stay usable)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def analyze(self, text: str, query: bool = False) -> list[str]:
+        """The tokens of ``text`` as the index stores them (``query``: as the searcher analyses a query)."""
+        # One JNI call: List.toString() is "[t1, t2, ...]" (AbstractCollection's documented format) and tokens
+        # hold no whitespace; converting the Java list element by element costs 10 times the analysis.
+        s = self._analyze(self._query_analyzer if query else self._doc_analyzer, text).toString()
+        return s[1:-1].split(", ") if len(s) > 2 else []
+
+    def doc_freq(self, term: str) -> int:
+        """Number of indexed documents whose ``contents`` hold ``term`` (an analysed term), cached."""
+        df = self._df.get(term)
+        if df is None:
+            if self._reader is None:
+                raise RuntimeError(f"{self!r} is closed")
+            df = self._df[term] = int(self._reader.docFreq(self._term(self.FIELD, term)))
+        return df
+
+    def idf(self, df: int) -> float:
+        """Lucene's BM25 idf, ``(float) ln(1 + (N - df + 0.5) / (df + 0.5))``."""
+        return float(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
+
+    def query_weights(self, query: str) -> tuple[list[str], np.ndarray]:
+        """The query's distinct terms found in the index and their weights ``count * idf`` (float32), cached."""
+        cached = self._queries.get(query)
+        if cached is not None:
+            return cached
+        counts: dict[str, int] = {}
+        for token in self.analyze(query, query=True):
+            counts[token] = counts.get(token, 0) + 1
+        terms = [t for t in counts if self.doc_freq(t) > 0]
+        weights = np.array([np.float32(counts[t]) * np.float32(self.idf(self.doc_freq(t))) for t in terms],
+                           dtype=np.float32)
+        if len(self._queries) >= 10_000:
+            self._queries.clear()
+        self._queries[query] = (terms, weights)
+        return terms, weights
+
+    def encode_length(self, lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Lucene's norm byte (0..255, unsigned) of document lengths: ``SmallFloat.intToByte4``, which rounds down."""
+        return np.searchsorted(self.length_table, np.asarray(lengths, dtype=np.int64), side="right") - 1
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """BM25 scores (float64, one per text) of ``query`` against ``texts``, as Lucene scores an indexed document.
+
+        The query is analysed once (and cached); each text costs one analysis call, the rest is numpy.
+        An empty text, or one without any query term, scores 0.
+        """
+        terms, weights = self.query_weights(query)
+        out = np.zeros(len(texts), dtype=np.float64)
+        if not terms or not len(texts):
+            return out
+        tf = np.zeros((len(texts), len(terms)), dtype=np.float32)
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            tokens = self.analyze(text)
+            lengths[i] = len(tokens)
+            tf[i] = [tokens.count(t) for t in terms]
+        norm_inverse = self._norm_inverse[self.encode_length(lengths)][:, None]
+        # BM25Scorer.score: weight - weight / (1f + freq * normInverse), in float32
+        term_scores = weights - weights / (np.float32(1) + tf * norm_inverse)  # exactly 0 where tf = 0
+        return term_scores.astype(np.float64).sum(axis=1).astype(np.float32).astype(np.float64)
 
 
 def _remove_stale_builds(folder: Path) -> None:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from rankkit.config import NonNegativeFloat, PositiveInt, Probability, validate_fields
 from rankkit.errors import ConfigError
-from rankkit.index.lucene import IndexSettings, LuceneIndex
+from rankkit.index.lucene import BM25TextScorer, IndexSettings, LuceneIndex
 from rankkit.pipeline import PathStr, Stage, StageName, register_stage
 from rankkit.types import Query, Run, rank_items
 
@@ -111,6 +111,7 @@ class BM25(Stage):
         self.cache_dir = self.config.cache_dir  # type: ignore[assignment]
         self._index: LuceneIndex | None = None
         self._searcher: Any = None
+        self._text_scorer: BM25TextScorer | None = None
         self.remove_query = self._resolve_remove_query()
         #: What the last search did: ``removed_query_hits`` counts the hits dropped by ``remove_query``
         #: (at most one per query: the document whose id is the query id).
@@ -145,6 +146,22 @@ class BM25(Stage):
                     show_progress=cfg.show_progress,
                 )
         return self._index
+
+    def text_scorer(self) -> BM25TextScorer:
+        """A :class:`~rankkit.index.lucene.BM25TextScorer` with this stage's index, k1 and b (made once, then reused).
+
+        It scores a query against free text as this stage scores an indexed document (the score of a
+        document's own text equals its hit's score within Anserini's 1e-4 rounding). Only for a
+        single-field search of ``contents``: a multifield stage, or ``fields`` other than
+        ``{contents: 1}``, raises :class:`ConfigError`.
+        """
+        cfg = self.config
+        if cfg.multifield or self._fields() not in ({}, {"contents": 1.0}):
+            raise ConfigError(f"{self.name}: a text scorer needs a single-field BM25 stage (contents only); this one "
+                              f"searches fields {self._fields()} (multifield={cfg.multifield})")
+        if self._text_scorer is None:
+            self._text_scorer = BM25TextScorer(self.index, cfg.k1, cfg.b)
+        return self._text_scorer
 
     def _fields(self) -> dict[str, float]:
         if self.config.fields:
