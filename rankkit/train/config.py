@@ -19,10 +19,11 @@ from pydantic import Field
 
 from rankkit.config import load_config  # re-exported: training YAMLs are read with it
 from rankkit.config import (Device, NonEmptyStr, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Precision, Seed, check_file, validate_fields)
+                            Precision, Probability, Seed, check_file, validate_fields)
 from rankkit.models import MINILM_ID
 from rankkit.precision import check_precision
 from rankkit.rerank.tsprank import TSPHeadSettings
+from rankkit.robust.perturb import PerturbConfig
 from rankkit.train.curriculum import CurriculumConfig
 from rankkit.train.groups import GroupConfig
 from rankkit.train.objectives import objective_spec
@@ -85,6 +86,25 @@ class DataSettings:
         if isinstance(self.dev, str) and _NUMBER.match(self.dev):
             raise ValueError(f"dev {self.dev!r} is a string, not a number (YAML reads 1e-1 as text: write 0.1 "
                              "or 1.0e-1), and no dataset is named like a number")
+
+
+@dataclass(slots=True)
+class NoiseSettings:
+    """Noisy training (CertDR's data augmentation): train on randomly substituted documents.
+
+    Each epoch, a ``fraction`` of the training documents is replaced by one sample of the
+    random substitution distribution of :mod:`rankkit.robust.perturb` (seeded by the run's
+    seed and the epoch, so a resumed run sees the same documents). The sets come from
+    ``table`` (a file written by ``PerturbationTable.save``, e.g. by ``rankkit certify``; relative
+    to the config file) or are built from the training corpus with ``perturbation``.
+    """
+
+    perturbation: PerturbConfig = field(default_factory=PerturbConfig)
+    table: NonEmptyStr | None = None
+    fraction: Probability = 1.0
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "noise")
 
 
 Kind = Literal["cross_encoder", "bi_encoder", "tsprank"]
@@ -187,6 +207,7 @@ class TrainConfig:
     objective: Any = "softmax"
     lora: LoraSettings = field(default_factory=LoraSettings)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    noise: NoiseSettings | None = None
     epochs: PositiveInt = 2
     max_steps: PositiveInt | None = None
     batch_size: PositiveInt = 4
@@ -252,6 +273,8 @@ class TrainConfig:
         d = self.data
         for key in ("first_stage", "dev_first_stage", "queries", "corpus", "qrels"):
             check_file(f"data.{key}", getattr(d, key), base)
+        if self.noise is not None:
+            check_file("noise.table", self.noise.table, base)
 
 
 def load_train_config(path: str | Path, overrides: dict[str, object] | None = None) -> tuple[TrainConfig, Path]:

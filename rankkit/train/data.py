@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from rankkit.data.dataset import Dataset
 from rankkit.errors import ConfigError
 from rankkit.train.groups import build_groups, holdout
-from rankkit.types import Run, TrainingGroup
+from rankkit.types import Document, Run, TrainingGroup
 
 if TYPE_CHECKING:
+    from rankkit.robust.perturb import Substituter
     from rankkit.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,9 @@ def load_training_data(cfg: TrainConfig, base: Path, show_progress: bool = True)
         dev = load_dataset(d.dev)
         dev_run = first_stage_run(d.dev_first_stage or d.first_stage, dev, base, show_progress)
     groups = build_epochs(dataset, run, cfg)
+    if cfg.noise is not None:
+        substituter = noise_substituter(cfg, dataset, base)
+        groups = [add_noise(g, substituter, cfg.noise.fraction, cfg.seed, e) for e, g in enumerate(groups)]
     log.info("%d training groups per epoch from %d queries%s", len(groups[0]), len(dataset.queries),
              f"; {len(dev.queries)} dev queries" if dev is not None else "")
     return TrainingData(groups, run, dev, dev_run)
@@ -91,3 +97,40 @@ def load_training_data(cfg: TrainConfig, base: Path, show_progress: bool = True)
 def build_epochs(dataset: Dataset, run: Run, cfg: TrainConfig) -> list[list[TrainingGroup]]:
     """One group list per epoch, each with its own negatives (seeded by ``(seed, epoch)``)."""
     return [build_groups(dataset, run, cfg.data.groups, seed=cfg.seed, epoch=e) for e in range(cfg.epochs)]
+
+
+def noise_substituter(cfg: TrainConfig, dataset: Dataset, base: Path) -> Substituter:
+    """The random substitution sampler of ``cfg.noise``: its table file, or one built from ``dataset``'s corpus."""
+    from rankkit.robust.perturb import PerturbationTable, Substituter, build_table
+
+    assert cfg.noise is not None
+    if cfg.noise.table:
+        path = Path(cfg.noise.table) if Path(cfg.noise.table).is_absolute() else base / cfg.noise.table
+        table = PerturbationTable.load(path)
+    else:
+        table = build_table((d.contents for d in dataset.docs_iter()), cfg.noise.perturbation)
+    return Substituter(table, seed=cfg.seed)
+
+
+def add_noise(groups: list[TrainingGroup], substituter: Substituter, fraction: float, seed: int,
+              epoch: int) -> list[TrainingGroup]:
+    """``groups`` with a ``fraction`` of their documents replaced by one random substitution each.
+
+    Sample ``epoch`` of each document's title and text is used, so every epoch sees fresh noise
+    and the result depends only on ``(seed, epoch)`` (exact resume).
+    """
+    rng = np.random.default_rng([seed, epoch, 11])
+    out = []
+    changed = total = 0
+    for g in groups:
+        docs = []
+        for d in g.docs:
+            total += 1
+            if rng.random() < fraction:
+                changed += 1
+                title = substituter.sample(d.title, 1, start=epoch)[0] if d.title else d.title
+                d = Document(d.docid, substituter.sample(d.text, 1, start=epoch)[0], title)
+            docs.append(d)
+        out.append(dataclasses.replace(g, docs=tuple(docs)))
+    log.info("noisy training, epoch %d: %d of %d documents randomly substituted", epoch, changed, total)
+    return out
