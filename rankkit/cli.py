@@ -244,11 +244,13 @@ def reproduce_cmd(matrix: str, only: str | None, output: str | None, quiet: bool
         sys.exit(1)
 
 
+from rankkit.cli_robust import register as _register_robust
 from rankkit.cli_synth import register as _register_synth
 from rankkit.cli_train import register as _register_train
 
 _register_train(app)
 _register_synth(app)
+_register_robust(app)
 
 
 def _one_line(message: object) -> str:

@@ -49,7 +49,7 @@ def check_samples(samples: int, alpha: float = 0.05) -> None:
     """Raise :class:`ConfigError` when N is too small for any certificate (margin >= 1)."""
     eps = hoeffding_margin(samples, alpha)
     if eps >= 1.0:
-        raise ConfigError(f"samples: N = {samples} gives a Monte Carlo margin of {eps:.3f} >= 1 (alpha {alpha}), "
+        raise ConfigError(f"N = {samples} gives a Monte Carlo margin of {eps:.3f} >= 1 (alpha {alpha}), "
                           f"so no query can ever be certified; use N >= {min_samples(alpha)} "
                           "(the paper uses 1,000: margin 0.086)")
 
