@@ -51,6 +51,7 @@ class CertifyConfig:
     condition (:mod:`rankkit.robust.certify`); ``max_words`` cuts documents to their first words;
     ``attack`` runs the soundness check (a greedy attack on the document at rank K + 1 of each
     query at ``attack_k``, crafted against the base ranker and judged by the smoothed one).
+    ``cache_dir`` holds the pair scores (default: ``<output>/cache``), so reruns and other N reuse them.
     """
 
     dataset: NonEmptyStr = "beir/scifact/test"
@@ -68,6 +69,7 @@ class CertifyConfig:
     attack: AttackConfig | None = field(default_factory=AttackConfig)
     attack_k: PositiveInt = 10
     batch_size: PositiveInt = 64
+    cache_dir: NonEmptyStr | None = None
     seed: Seed = 0
 
     def __post_init__(self) -> None:
@@ -131,6 +133,7 @@ class AttackJobConfig:
     max_words: PositiveInt | None = None
     sets: SetsSettings = field(default_factory=SetsSettings)
     batch_size: PositiveInt = 64
+    cache_dir: NonEmptyStr | None = None
     seed: Seed = 0
 
     def __post_init__(self) -> None:

@@ -107,7 +107,7 @@ def run_certify(cfg: CertifyConfig, base: Path, show_progress: bool = True) -> d
         "bounds": {"mean": float(np.mean(list(bounds.values()))), "median": float(np.median(list(bounds.values()))),
                    "zero": float(np.mean([b == 0.0 for b in bounds.values()]))},
         "by_samples": {}}
-    cache = out_dir / "cache"
+    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
     for n in sorted(cfg.samples):
         t1 = time.time()
         smooth = SmoothedRanker(dataset, base=ranker, table=table, samples=n, seed=cfg.seed, depth=cfg.depth,
@@ -216,6 +216,7 @@ def run_attack(cfg: AttackJobConfig, base: Path, show_progress: bool = True) -> 
     table = perturbation_table(cfg.sets, dataset, base)
     texts = _texts(dataset, cand, cfg.max_words)
     qtext = {q.qid: q.text for q in queries}
+    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
     report: dict[str, Any] = {"dataset": cfg.dataset, "queries": len(queries), "depth": cfg.depth, "k": cfg.k,
                               "target_rank": cfg.target_rank, "budget": asdict(cfg.attack), "rankers": {}}
     for name, spec in cfg.rankers.items():
@@ -225,7 +226,7 @@ def run_attack(cfg: AttackJobConfig, base: Path, show_progress: bool = True) -> 
         smooth = None
         if spec.smoothed:
             smooth = SmoothedRanker(dataset, base=stage, table=table, samples=spec.samples, seed=cfg.seed,
-                                    depth=cfg.depth, keep_tail=False, cache_dir=str(out_dir / "cache"),
+                                    depth=cfg.depth, keep_tail=False, cache_dir=str(cache),
                                     max_words=cfg.max_words, batch_size=cfg.batch_size, show_progress=False)
             scorer = smooth.smoothed_scores
         else:
