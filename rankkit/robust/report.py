@@ -66,11 +66,24 @@ def candidates(stage: Stage, queries: list[Query], depth: int, need: int) -> Run
     return run
 
 
-def perturbation_table(sets: SetsSettings, dataset: Dataset, base: Path) -> PerturbationTable:
-    """The table of ``sets``: its file, or built from the dataset's corpus."""
+def perturbation_table(sets: SetsSettings, dataset: Dataset, base: Path,
+                       cache: Path | None = None) -> PerturbationTable:
+    """The table of ``sets``: its file, or built from the dataset's corpus (kept under ``cache`` for reuse)."""
+    from rankkit.cache import content_key
+
     if sets.table:
         return PerturbationTable.load(_path(sets.table, base))
-    return build_table((d.contents for d in dataset.docs_iter()), sets.perturbation)
+    path = None
+    if cache is not None:
+        key = content_key({"perturbation": asdict(sets.perturbation), "corpus": dataset.fingerprint()})
+        path = cache / "perturbation" / f"{key}.json"
+        if path.is_file():
+            log.info("perturbation sets from %s", path)
+            return PerturbationTable.load(path)
+    table = build_table((d.contents for d in dataset.docs_iter()), sets.perturbation)
+    if path is not None:
+        table.save(path)
+    return table
 
 
 def _ndcg(run: Run, dataset: Dataset) -> float:
@@ -98,7 +111,8 @@ def run_certify(cfg: CertifyConfig, base: Path, show_progress: bool = True) -> d
     first, ranker = split_pipeline(_path(cfg.pipeline, base), dataset, show_progress)
     ks = cfg.cutoffs
     cand = candidates(first, queries, cfg.depth, max(ks + [cfg.attack_k]) + 1)
-    table = perturbation_table(cfg.sets, dataset, base)
+    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
+    table = perturbation_table(cfg.sets, dataset, base, cache)
     texts = _texts(dataset, cand, cfg.max_words)
     bounds = {d: table.bound(t) for d, t in texts.items()}
     report: dict[str, Any] = {
@@ -107,7 +121,6 @@ def run_certify(cfg: CertifyConfig, base: Path, show_progress: bool = True) -> d
         "bounds": {"mean": float(np.mean(list(bounds.values()))), "median": float(np.median(list(bounds.values()))),
                    "zero": float(np.mean([b == 0.0 for b in bounds.values()]))},
         "by_samples": {}}
-    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
     for n in sorted(cfg.samples):
         t1 = time.time()
         smooth = SmoothedRanker(dataset, base=ranker, table=table, samples=n, seed=cfg.seed, depth=cfg.depth,
@@ -213,10 +226,10 @@ def run_attack(cfg: AttackJobConfig, base: Path, show_progress: bool = True) -> 
     queries = _queries(dataset, cfg.queries)
     first, _ = split_pipeline(_path(cfg.candidates, base), dataset, show_progress)
     cand = candidates(first, queries, cfg.depth, cfg.target_rank)
-    table = perturbation_table(cfg.sets, dataset, base)
+    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
+    table = perturbation_table(cfg.sets, dataset, base, cache)
     texts = _texts(dataset, cand, cfg.max_words)
     qtext = {q.qid: q.text for q in queries}
-    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
     report: dict[str, Any] = {"dataset": cfg.dataset, "queries": len(queries), "depth": cfg.depth, "k": cfg.k,
                               "target_rank": cfg.target_rank, "budget": asdict(cfg.attack), "rankers": {}}
     for name, spec in cfg.rankers.items():
