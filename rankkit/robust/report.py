@@ -119,7 +119,8 @@ def run_certify(cfg: CertifyConfig, base: Path, show_progress: bool = True) -> d
         "dataset": cfg.dataset, "queries": len(queries), "depth": cfg.depth, "ks": ks, "alpha": cfg.alpha,
         "rule": cfg.rule, "sets": table.stats(), "first_stage_ndcg@10": _ndcg(cand, dataset),
         "bounds": {"mean": float(np.mean(list(bounds.values()))), "median": float(np.median(list(bounds.values()))),
-                   "zero": float(np.mean([b == 0.0 for b in bounds.values()]))},
+                   "zero": float(np.mean([b == 0.0 for b in bounds.values()])),
+                   "unperturbable": sum(not table.perturbable(t) for t in texts.values())},
         "by_samples": {}}
     for n in sorted(cfg.samples):
         t1 = time.time()

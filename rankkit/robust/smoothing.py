@@ -82,12 +82,18 @@ def text_scorer(stage: Stage, show_progress: bool = False) -> TextScorer:
                       "dense or bm25 stage")
 
 
+#: Stage options that do not change a free-text score (left out of the score cache's key).
+_NOT_SCORING = frozenset({"show_progress", "cache_dir", "name", "depth", "keep_tail", "batch_size", "interpolate",
+                          "hits", "search_depth", "threads", "rerank", "remove_query"})
+
+
 def scorer_identity(stage: Stage) -> dict[str, Any]:
-    """What determines a base ranker's scores (the score cache's key)."""
+    """What determines a base ranker's free-text scores (the score cache's key)."""
     from rankkit.models import model_identity, resolve_model
     from rankkit.pipeline import stage_config
 
-    spec: dict[str, Any] = {"stage": type(stage).__name__, "config": stage_config(stage)}
+    config = {k: v for k, v in (stage_config(stage) or {}).items() if k not in _NOT_SCORING}
+    spec: dict[str, Any] = {"stage": type(stage).__name__, "config": config}
     model = getattr(getattr(stage, "config", None), "model", None)
     if isinstance(model, str) and model:
         try:
@@ -139,7 +145,7 @@ class SmoothedRanker(Reranker):
         if (base is None) == (scorer is None):
             raise ConfigError("SmoothedRanker needs exactly one of base= (a rerank stage) or scorer=")
         self.base = base
-        self._scorer = scorer if scorer is not None else None
+        self._scorer = scorer
         self._identity = identity if identity is not None else (scorer_identity(base) if base is not None else {})
         self._table = table
         self.bounds: dict[str, float] = {}
@@ -200,6 +206,11 @@ class SmoothedRanker(Reranker):
         cut = {d: first_words(t, self.config.max_words) for d, t in docs.items()}
         table = self.table
         self.bounds.update({d: table.bound(t) for d, t in cut.items()})
+        fixed = sorted(d for d, t in cut.items() if not table.perturbable(t))
+        if fixed:
+            log.info("%s: %d of %d candidates have no perturbable word (e.g. %s): substitution leaves them as they "
+                     "are, so g is sigmoid(f) of the text itself and o_d = 0", self.name, len(fixed), len(cut),
+                     fixed[0])
         out: dict[str, dict[str, float]] = {}
         for qid in tqdm(candidates, desc=f"{self.name} (N={self.config.samples})", unit="query",
                         disable=not self.config.show_progress):

@@ -47,12 +47,14 @@ def test_smoothed_score_is_the_mean_sigmoid_over_samples() -> None:
     assert 0.0 <= got <= 1.0
 
 
-def test_pairs_are_never_scored_twice(tmp_path) -> None:
+def test_pairs_are_never_scored_twice(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     scorer = CountingScorer()
     ranker = SmoothedRanker(_dataset(), scorer=scorer, identity={"toy": 1}, table=TABLE, samples=100,
                             cache_dir=tmp_path, show_progress=False)
     run = Run({"q1": {"d1": 4.0, "d2": 3.0, "d3": 2.0, "d4": 1.0}})
-    out = ranker([Query("q1", "car")], run)
+    with caplog.at_level("INFO", logger="rankkit.robust.smoothing"):
+        out = ranker([Query("q1", "car")], run)
+    assert "1 of 4 candidates have no perturbable word (e.g. d3)" in caplog.text
     assert len(scorer.seen) == len(set(scorer.seen))  # each distinct text scored once
     assert ranker.stats["pairs"] == 4 * 100 + 4 and ranker.stats["scored"] == len(scorer.seen)
     # d3 has no perturbable word: its 100 samples and its clean text are one pair
