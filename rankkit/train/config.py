@@ -186,6 +186,7 @@ class TrainConfig:
 
     ``model`` picks the scorer (:class:`ModelSettings`); ``objective`` is a name or a
     mapping ``{name: ..., <setting>: ...}`` (see :mod:`rankkit.train.objectives`).
+    ``noise`` (:class:`NoiseSettings`) trains on randomly substituted documents (CertDR).
     ``eval_every`` is in optimiser steps (null: end of each epoch; 0: never).
     ``save_every`` writes a resumable checkpoint. ``forward_chunk`` (pairs per forward
     pass, null: the whole batch at once) scores a batch chunk by chunk without gradients,
