@@ -28,10 +28,7 @@ def certify_cmd(cfg: CertifyConfig, base: Path, show_progress: bool) -> None:
     from rankkit.robust.report import run_certify
 
     report = run_certify(cfg, base, show_progress=show_progress)
-    out = Path(cfg.output) if Path(cfg.output).is_absolute() else base / cfg.output
-    click.echo((out / "certify.md").read_text())
-    click.echo(f"written: {out / 'certify.json'}, {out / 'certify.md'}, {out / 'crq.png'} "
-               f"({report['minutes']:.1f} min)")
+    _show(base / cfg.output, ["certify.md", "certify.json", "crq.png"], report["minutes"])
 
 
 @click.command("attack")
@@ -43,9 +40,13 @@ def attack_cmd(cfg: AttackJobConfig, base: Path, show_progress: bool) -> None:
     from rankkit.robust.report import run_attack
 
     report = run_attack(cfg, base, show_progress=show_progress)
-    out = Path(cfg.output) if Path(cfg.output).is_absolute() else base / cfg.output
-    click.echo((out / "attack.md").read_text())
-    click.echo(f"written: {out / 'attack.json'}, {out / 'attack.md'} ({report['minutes']:.1f} min)")
+    _show(base / cfg.output, ["attack.md", "attack.json"], report["minutes"])
+
+
+def _show(out: Path, files: list[str], minutes: float) -> None:
+    """Print the job's Markdown table (the first file) and where its files are."""
+    click.echo((out / files[0]).read_text())
+    click.echo(f"written: {', '.join(str(out / f) for f in files)} ({minutes:.1f} min)")
 
 
 def register(app: click.Group) -> None:

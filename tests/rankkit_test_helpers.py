@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 
@@ -61,3 +62,16 @@ def build_tiny_llm(path: Path, chat_template: str | None = CHATML) -> Path:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def run_cli(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m rankkit.cli ARGS`` in the repository root (or ``cwd``); ``check`` raises with its output."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "rankkit.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or root, env=os.environ.copy(), check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rankkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,20 +100,43 @@ def _texts(dataset: Dataset, run: Run, max_words: int | None) -> dict[str, str]:
     return {d: first_words(found[d].contents, max_words) for d in ids}
 
 
+@dataclass
+class _Job:
+    """What both jobs start from: the dataset, the queries, the candidate lists, the sets and the texts."""
+
+    out_dir: Path
+    dataset: Dataset
+    queries: list[Query]
+    candidates: Run
+    ranker: Stage
+    cache: Path
+    table: PerturbationTable
+    texts: dict[str, str]
+
+    @classmethod
+    def prepare(cls, cfg: CertifyConfig | AttackJobConfig, base: Path, pipeline: str, need: int,
+                show_progress: bool) -> _Job:
+        """Load the dataset, run ``pipeline``'s candidate stage (``need`` candidates a query), get the sets."""
+        from rankkit.data import load_dataset
+
+        out_dir = _path(cfg.output, base)
+        dataset = load_dataset(cfg.dataset, cfg.split)
+        queries = _queries(dataset, cfg.queries)
+        first, ranker = split_pipeline(_path(pipeline, base), dataset, show_progress)
+        cand = candidates(first, queries, cfg.depth, need)
+        cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
+        table = perturbation_table(cfg.sets, dataset, base, cache)
+        return cls(out_dir, dataset, queries, cand, ranker, cache, table, _texts(dataset, cand, cfg.max_words))
+
+
 def run_certify(cfg: CertifyConfig, base: Path, show_progress: bool = True) -> dict[str, Any]:
     """Certify a smoothed ranker (see the module docstring); writes and returns the report."""
-    from rankkit.data import load_dataset
-
     t0 = time.time()
-    out_dir = _path(cfg.output, base)
-    dataset = load_dataset(cfg.dataset, cfg.split)
-    queries = _queries(dataset, cfg.queries)
-    first, ranker = split_pipeline(_path(cfg.pipeline, base), dataset, show_progress)
     ks = cfg.cutoffs
-    cand = candidates(first, queries, cfg.depth, max(ks + [cfg.attack_k]) + 1)
-    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
-    table = perturbation_table(cfg.sets, dataset, base, cache)
-    texts = _texts(dataset, cand, cfg.max_words)
+    job = _Job.prepare(cfg, base, cfg.pipeline, max(ks + [cfg.attack_k]) + 1, show_progress)
+    out_dir, dataset, queries, cand, cache, table, texts = (job.out_dir, job.dataset, job.queries, job.candidates,
+                                                             job.cache, job.table, job.texts)
+    ranker = job.ranker
     bounds = {d: table.bound(t) for d, t in texts.items()}
     report: dict[str, Any] = {
         "dataset": cfg.dataset, "queries": len(queries), "depth": cfg.depth, "ks": ks, "alpha": cfg.alpha,
@@ -218,18 +241,12 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
 def run_attack(cfg: AttackJobConfig, base: Path, show_progress: bool = True) -> dict[str, Any]:
     """The robustness report (module docstring); writes ``attack.json`` and ``attack.md``, returns the report."""
-    from rankkit.data import load_dataset
     from rankkit.runcard import run_card, write_json
 
     t0 = time.time()
-    out_dir = _path(cfg.output, base)
-    dataset = load_dataset(cfg.dataset, cfg.split)
-    queries = _queries(dataset, cfg.queries)
-    first, _ = split_pipeline(_path(cfg.candidates, base), dataset, show_progress)
-    cand = candidates(first, queries, cfg.depth, cfg.target_rank)
-    cache = _path(cfg.cache_dir, base) if cfg.cache_dir else out_dir / "cache"
-    table = perturbation_table(cfg.sets, dataset, base, cache)
-    texts = _texts(dataset, cand, cfg.max_words)
+    job = _Job.prepare(cfg, base, cfg.candidates, cfg.target_rank, show_progress)
+    out_dir, dataset, queries, cand, cache, table, texts = (job.out_dir, job.dataset, job.queries, job.candidates,
+                                                             job.cache, job.table, job.texts)
     qtext = {q.qid: q.text for q in queries}
     report: dict[str, Any] = {"dataset": cfg.dataset, "queries": len(queries), "depth": cfg.depth, "k": cfg.k,
                               "target_rank": cfg.target_rank, "budget": asdict(cfg.attack), "rankers": {}}

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from rankkit_test_helpers import run_cli as rk
 from rankkit_test_helpers import slice_beir
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def rk(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "rankkit.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=os.environ.copy())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rankkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +60,7 @@ sets: {{table: out-certify/../table.json}}
 def test_certify_writes_json_markdown_and_plot(setup: Path) -> None:
     proc = rk("certify", "--config", str(setup / "certify.yaml"), "--quiet")
     out = setup / "out-certify"
-    assert "CRQ@1" in proc.stdout and f"written: {out / 'certify.json'}" in proc.stdout
+    assert "CRQ@1" in proc.stdout and f"written: {out / 'certify.md'}, {out / 'certify.json'}" in proc.stdout
     report = json.loads((out / "certify.json").read_text())
     assert set(report["by_samples"]) == {"10", "20"} and report["queries"] == 3 and report["ks"] == [1, 2, 5]
     for n, e in report["by_samples"].items():

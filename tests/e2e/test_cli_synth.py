@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from rankkit_test_helpers import run_cli as rk
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def rk(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "rankkit.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=os.environ.copy())
-    if check and proc.returncode != 0:
-        raise AssertionError(f"rankkit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
