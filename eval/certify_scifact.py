@@ -4,8 +4,8 @@ the attack soundness check, and the robustness report (BM25, dense, CE, smoothed
 Models: ``pipelines/train_ce_certify.yaml`` (clean) and ``pipelines/train_ce_certify_noisy.yaml``
 (noisy training), found at ``models/ce-scifact-certify[-noisy]`` (the pipelines' paths).
 
-    python eval/certify_scifact.py --model clean --parts certify100 certify1000 attack
-    python eval/certify_scifact.py --model noisy --parts certify100 certify1000 attack   # in parallel
+    python eval/certify_scifact.py --model clean --parts certify100 attack certify1000 sound100 --queries-1000 3
+    python eval/certify_scifact.py --model noisy --parts certify100 attack certify1000 sound100 --queries-1000 3
     python eval/certify_scifact.py --report-only
 
 Each part writes its folder under ``results/certify/<model>-<part>/`` (the jobs' JSON, Markdown and
@@ -32,7 +32,7 @@ RESULTS = ROOT / "eval" / "results"
 PIPE = ROOT / "pipelines"
 
 # The budget on 2 CPU cores: N = 100 on the first 25 test queries, N = 1,000 on the first 4, BM25 top 11.
-Q100, Q1000, DEPTH = 25, 4, 11
+Q100, Q1000, DEPTH, SOUND = 25, 4, 11, 10
 PIPELINES = {"clean": "bm25_ce_certify.yaml", "noisy": "bm25_ce_certify_noisy.yaml"}
 
 
@@ -49,10 +49,13 @@ def run_part(model: str, part: str, quiet: bool) -> None:
     from rankkit.robust.report import run_attack, run_certify
 
     common = {"pipeline": PIPELINES[model], "depth": DEPTH, "cache_dir": str(OUT / f"cache-{model}")}
-    if part in ("certify100", "certify1000"):
-        n, q = (100, Q100) if part == "certify100" else (1000, Q1000)
+    if part in ("certify100", "certify1000", "sound100"):
+        # sound100: the soundness check at K = 1 for N = 100 on the first SOUND queries (scores from certify100's cache)
+        n, q = {"certify100": (100, Q100), "certify1000": (1000, Q1000), "sound100": (100, SOUND)}[part]
+        extra = {"attack_k": 1} if part == "sound100" else {}
         cfg, base = load_config(CertifyConfig, PIPE / "certify_scifact.yaml",
-                                {**common, "samples": [n], "queries": q, "output": str(OUT / f"{model}-{part}")})
+                                {**common, **extra, "samples": [n], "queries": q,
+                                 "output": str(OUT / f"{model}-{part}")})
         run_certify(cfg, base, show_progress=not quiet)
         return
     rankers = {"cross-encoder": {"pipeline": PIPELINES[model]},
@@ -111,25 +114,30 @@ def report() -> None:
     for path in sorted(OUT.glob("*-*/certify.json")) + sorted(OUT.glob("*-attack/attack.json")):
         parts[path.parent.name] = json.loads(path.read_text())
     wn = wordnet_bounds()
+    q100 = parts.get("clean-certify100", {}).get("queries", Q100)
+    q1000 = parts.get("clean-certify1000", {}).get("queries", Q1000)
     lines = ["# CertDR on SciFact test: certified top-K robustness of a LoRA cross-encoder, clean vs noisy training",
              "", f"Machine: {_cpu()}, {platform.machine()}, 2 cores; {dt.datetime.now(dt.timezone.utc).isoformat()}; "
              "CPU only (no GPU run).", "Command: `python eval/certify_scifact.py --model {clean,noisy} --parts "
-             "certify100 certify1000 attack` (the two models in parallel, one thread each), then `--report-only`.", "",
-             f"Candidates: BM25 top {DEPTH} per query; N = 100 on the first {Q100} test queries by id, N = 1,000 on the "
-             f"first {Q1000}; documents cut to their first 64 words; alpha 0.05; the per-document certification rule. "
+             "certify100 attack certify1000 sound100 --queries-1000 N` (the two models in parallel, one thread each), then "
+             "`--report-only`.", "",
+             f"Candidates: BM25 top {DEPTH} per query; N = 100 on the first {q100} test queries by id, N = 1,000 on the "
+             f"first {q1000}; documents cut to their first 64 words; alpha 0.05; the per-document certification rule. "
              "Sets: MiniLM word vectors (all-but-the-top, 8 components), cosine >= 0.65, whole components "
              "(all are <= 100 words at this threshold, so o_d = 0 for every document).", ""]
     ks = None
-    rows = []
+    rows, sound = [], []
     for model in ("clean", "noisy"):
-        for part in ("certify100", "certify1000"):
+        for part in ("certify100", "certify1000", "sound100"):
             r = parts.get(f"{model}-{part}")
             if not r:
                 continue
-            ks = r["ks"]
             for n, e in r["by_samples"].items():
-                a = e.get("attack", {})
-                rows.append((model, n, r["queries"], e, a))
+                if e.get("attack"):
+                    sound.append((model, n, r["queries"], e["attack"]))
+                if part != "sound100":
+                    ks = r["ks"]
+                    rows.append((model, n, r["queries"], e, e.get("attack", {})))
     if ks:
         lines += ["| model | N | queries | margin | " + " | ".join(f"CRQ@{k}" for k in ks)
                   + " | base nDCG@10 | smoothed nDCG@10 | pairs | scored | min |", "|" + "---|" * (len(ks) + 9)]
@@ -137,13 +145,13 @@ def report() -> None:
             lines.append(f"| {model} | {n} | {q} | {e['margin']:.3f} | " + " | ".join(f"{e['crq'][str(k)]:.2f}" for k in ks)
                          + f" | {e['clean']['base_ndcg@10']:.4f} | {e['clean']['smoothed_ndcg@10']:.4f} | {e['pairs']} | "
                          f"{e['pairs_scored']} | {e['minutes']:.1f} |")
-        lines += ["", "Soundness check (the document at rank 11 attacked, 20 substitutions at most, chosen on the base "
-                  "CE; success: its smoothed score passes the 10th's):", "",
-                  "| model | N | certified at K=10 | successes | uncertified | successes |", "|---|---|---|---|---|---|"]
-        for model, n, q, e, a in rows:
-            if a:
-                lines.append(f"| {model} | {n} | {a['certified']} | {a['certified_successes']} | {a['uncertified']} | "
-                             f"{a['uncertified_successes']} |")
+        lines += ["", "Soundness check (the document at rank K + 1 attacked with at most 20 substitutions chosen on "
+                  "the base CE; success: its smoothed score passes the K-th's):", "",
+                  "| model | N | queries | K | certified | successes | uncertified | successes |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for model, n, q, a in sound:
+            lines.append(f"| {model} | {n} | {q} | {a['k']} | {a['certified']} | {a['certified_successes']} | "
+                         f"{a['uncertified']} | {a['uncertified_successes']} |")
     lines += ["", "## Robustness report (same BM25 top 11, target at rank 11, K = 10, budget 20 substitutions)", "",
               "| model | ranker | clean nDCG@10 | attack success | mean rank gain | certified at K=10 (successes) | min |",
               "|---|---|---|---|---|---|---|"]
@@ -177,12 +185,15 @@ def report() -> None:
 
 
 def main() -> None:
+    global Q1000
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(PIPELINES))
-    ap.add_argument("--parts", nargs="*", default=["certify100", "certify1000", "attack"])
+    ap.add_argument("--parts", nargs="*", default=["certify100", "attack", "certify1000", "sound100"])
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--queries-1000", type=int, default=Q1000, help="queries of the N = 1,000 run")
     args = ap.parse_args()
+    Q1000 = args.queries_1000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.report_only:
         if not args.model:
