@@ -3,7 +3,7 @@
 The configs are :class:`rankkit.robust.config.CertifyConfig` and
 :class:`rankkit.robust.config.AttackJobConfig`, read and validated like the training configs
 (``--config``, ``--output``, ``--seed``, ``--set``, ``--quiet``) before any data or model loads.
-Both write JSON and a Markdown table into the output folder (certification also a CRQ plot).
+Both write JSON, a Markdown table and a plot into the output folder (CRQ against K; attack success per ranker).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def attack_cmd(cfg: AttackJobConfig, base: Path, show_progress: bool) -> None:
     from rankkit.robust.report import run_attack
 
     report = run_attack(cfg, base, show_progress=show_progress)
-    _show(base / cfg.output, ["attack.md", "attack.json"], report["minutes"])
+    _show(base / cfg.output, ["attack.md", "attack.json", "attack.png"], report["minutes"])
 
 
 def _show(out: Path, files: list[str], minutes: float) -> None:

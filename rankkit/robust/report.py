@@ -8,7 +8,8 @@ never see it enter the top K. :func:`run_attack` writes the robustness report ("
 Ranking Models Robust?", Wu et al. 2021, arXiv 2108.05018, its adversarial view): every ranker
 reranks the same candidates, the same target is attacked under the same budget, and the
 success rate and mean rank gain sit beside clean nDCG@10. Each job writes ``<name>.json``
-(with a run card), ``<name>.md`` and, for certification, ``crq.png`` into its output folder.
+(with a run card), ``<name>.md`` and a plot (``crq.png``: CRQ against K; ``attack.png``: success and
+clean nDCG@10 per ranker) into its output folder.
 """
 
 from __future__ import annotations
@@ -311,4 +312,26 @@ def run_attack(cfg: AttackJobConfig, base: Path, show_progress: bool = True) -> 
         lines.append(f"| {name} | {e['clean_ndcg@10']:.4f} | {e['success_rate']:.3f} | {e['mean_rank_gain']:.2f} | "
                      f"{e['mean_substitutions']:.1f} | {cert} |")
     (out_dir / "attack.md").write_text("\n".join(lines) + "\n")
+    _plot_attack(report, out_dir / "attack.png")
     return report
+
+
+def _plot_attack(report: dict[str, Any], path: Path) -> None:
+    """Attack success rate and clean nDCG@10 per ranker, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["rankers"])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 3.2))
+    ax.bar(x - 0.2, [report["rankers"][n]["success_rate"] for n in names], 0.4, label="attack success")
+    ax.bar(x + 0.2, [report["rankers"][n]["clean_ndcg@10"] for n in names], 0.4, label="clean nDCG@10")
+    ax.set_xticks(x, names, rotation=15, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title(f"target at rank {report['target_rank']} into the top {report['k']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
