@@ -18,17 +18,14 @@ or ``max_positions`` visited words.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rankkit.config import PositiveInt, validate_fields
-from rankkit.robust.perturb import PerturbationTable, case_like, WORD
+from rankkit.robust.perturb import WORD, PerturbationTable, TextScorer, case_like
 
 log = logging.getLogger(__name__)
-
-TextScorer = Callable[[str, Sequence[str]], np.ndarray]
 
 
 @dataclass(slots=True)

@@ -52,6 +52,9 @@ from rankkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: ``(query, texts) -> raw scores``: how a ranker scores a query against free texts (smoothing and attacks).
+TextScorer = Callable[[str, Sequence[str]], np.ndarray]
+
 #: Words are runs of ASCII letters; everything between them (spaces, punctuation, digits) is kept as is.
 WORD = re.compile(r"([A-Za-z]+)")
 TABLE_VERSION = 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,15 +30,13 @@ from rankkit.config import PositiveInt, Seed
 from rankkit.errors import ConfigError
 from rankkit.pipeline import PathStr, Stage
 from rankkit.rerank.base import Reranker, RerankerOptions
-from rankkit.robust.perturb import PerturbationTable, PerturbConfig, Substituter, build_table
+from rankkit.robust.perturb import PerturbationTable, PerturbConfig, Substituter, TextScorer, build_table
 
 if TYPE_CHECKING:
     from rankkit.data.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
-#: ``(query, texts) -> raw scores``: how a base ranker scores free text.
-TextScorer = Callable[[str, Sequence[str]], np.ndarray]
 
 _WORD_END = re.compile(r"[A-Za-z]+")
 
