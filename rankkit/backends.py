@@ -86,7 +86,12 @@ def resolve(backend: str, precision: str, device: Any, where: str = "backend") -
     if precision not in PRECISIONS:
         raise ConfigError(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     cuda = str(getattr(device, "type", device)).startswith("cuda")
-    default = ("torch", "bf16") if cuda else cpu_default()
+    if cuda:
+        from rankkit.precision import cuda_half
+
+        default = ("torch", cuda_half())  # bf16 where the GPU supports it, else fp16
+    else:
+        default = cpu_default()
     if backend == "auto":
         if cuda or precision in ("bf16", "fp16"):
             backend = "torch"

@@ -28,7 +28,11 @@ def test_resolve_on_cpu(backend: str, precision: str, expected: tuple[str, str])
     assert backends.resolve(backend, precision, "cpu") == expected
 
 
-def test_resolve_on_cuda_is_bf16_torch() -> None:
+def test_resolve_on_cuda_is_bf16_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU with bf16 (fp16 otherwise:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # test_device_selection.py)
     assert backends.resolve("auto", "auto", "cuda:0") == ("torch", "bf16")
     with pytest.raises(ConfigError, match="backend onnx runs on the CPU only"):
         backends.resolve("onnx", "fp32", "cuda")
