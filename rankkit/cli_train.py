@@ -131,12 +131,20 @@ def train_group() -> None:
                   "Model folder (overrides the config's output).",
                   "Override a config key: --set lora.rank=8 (repeatable).")
 def train_reranker_cmd(cfg: TrainConfig, base: Path, show_progress: bool, resume: bool) -> None:
-    """Train a cross-encoder reranker as configured and print where it was written."""
+    """Train a reranker (cross-encoder, bi-encoder, TSPRank head) as configured and print where it was written.
+
+    Under accelerate launch (several processes, see the README) only the main process prints.
+    """
     from rankkit.train.loop import train_reranker
 
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     result = train_reranker(cfg, base, resume=resume, show_progress=show_progress)
+    if not result.is_main_process:
+        return
     _echo_result("model", result)
+    if result.num_processes > 1:
+        click.echo(f"processes: {result.num_processes}  groups per process and step: "
+                   f"{cfg.batch_size // result.num_processes}")
     if result.best_metric is not None:
         click.echo(f"best dev {cfg.select_metric}: {result.best_metric:.4f}")
     if result.interpolation:

@@ -13,10 +13,20 @@ continues from the newest complete one. With dev queries it reranks their
 first-stage candidates at each evaluation, keeps the best model by nDCG@10 (ranx)
 and, for scorers that support it (cross-encoders), finally chooses the interpolation
 weight with the first stage on the same dev queries. The output folder holds the model, ``train_card.json`` and the dev runs.
+
+Under ``accelerate launch`` (several processes, DDP) ``batch_size`` stays the global batch:
+each step's ``batch_size`` groups are split into contiguous, equal shares, one per process
+(:func:`process_shares`), and DDP's gradient average over the processes' mean losses is
+the gradient of the mean over the whole batch, so the run follows the one-process run
+with the same config (objectives that average over groups; in-batch negatives of a
+bi-encoder stay within a process's share). Only the main process evaluates on dev
+(the others receive its value) and writes the best model, the final model and the
+card; every process writes its own RNG state into each checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -24,6 +34,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +60,11 @@ STATE_FILE = "trainer_state.json"
 
 @dataclass
 class TrainResult:
-    """What :func:`train_reranker` produced: the model folder and its training history."""
+    """What :func:`train_reranker` produced: the model folder and its training history.
+
+    ``is_main_process`` is false in the other processes of a multi-process run (only the main
+    one wrote the model; ``interpolation`` is known there only).
+    """
 
     output: Path
     steps: int
@@ -57,6 +72,8 @@ class TrainResult:
     interpolation: dict[str, Any] | None
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
+    num_processes: int = 1
+    is_main_process: bool = True
 
 
 def _checkpoints(root: Path) -> list[Path]:
@@ -65,6 +82,103 @@ def _checkpoints(root: Path) -> list[Path]:
         return []
     done = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def process_shares(num_groups: int, batch_size: int, num_processes: int, rank: int) -> list[tuple[list[int], float]]:
+    """Process ``rank``'s share of each global batch of an epoch, with its loss scale.
+
+    The epoch's ``num_groups`` groups (in their shuffled order) form global batches of
+    ``batch_size`` (the last one may be shorter), as in a one-process run. Each batch is
+    split into ``num_processes`` contiguous parts of equal size (``batch_size`` must be a
+    multiple of ``num_processes``; the short last batch is split as evenly as possible).
+    The scale ``num_processes * len(share) / len(batch)`` makes DDP's average of the
+    processes' mean losses equal the mean over the whole batch; it is 1 for every full
+    batch. A process with no group in a short last batch gets the batch's first group with
+    scale 0: it still takes part in the gradient all-reduce but adds nothing to it. (Objectives
+    with per-sample weights normalise by the weights of each process's share, as they do per
+    micro-batch under gradient accumulation, so there the equality is approximate.)
+    """
+    shares = []
+    for start in range(0, num_groups, batch_size):
+        size = min(batch_size, num_groups - start)
+        lo, hi = start + size * rank // num_processes, start + size * (rank + 1) // num_processes
+        shares.append((list(range(lo, hi)), num_processes * (hi - lo) / size) if hi > lo else ([start], 0.0))
+    return shares
+
+
+def _merge_logs(per_process: Sequence[Sequence[tuple[float, dict[str, float]]]]) -> list[dict[str, float]]:
+    """One dict of logged values per batch: each value averaged over the processes, weighted by their groups.
+
+    ``per_process[p][i]`` is process p's ``(weight, values)`` of batch i (weight: its share of the
+    global batch, 0 for a padding share). With one process the values are returned unchanged.
+    """
+    if len(per_process) == 1:
+        return [values for _, values in per_process[0]]
+    merged = []
+    for entries in zip(*per_process):
+        keys = dict.fromkeys(k for _, values in entries for k in values)
+        out = {}
+        for k in keys:
+            pairs = [(w, values[k]) for w, values in entries if k in values and w > 0]
+            total = sum(w for w, _ in pairs)
+            out[k] = sum(w * v for w, v in pairs) / total if total > 0 else float("nan")
+        merged.append(out)
+    return merged
+
+
+class _Batches(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """This process's batches of one epoch, each ``(groups, loss scale)`` (a dataset of whole batches)."""
+
+    def __init__(self, batches: list[tuple[list[TrainingGroup], float]]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[list[TrainingGroup], float]:
+        return self.batches[i]
+
+
+def check_batch_size(batch_size: int, num_processes: int) -> None:
+    """Refuse a global ``batch_size`` that the processes cannot share equally (:class:`ConfigError`)."""
+    if batch_size % num_processes:
+        raise ConfigError(f"batch_size {batch_size} is the global batch (groups per step over all processes) and "
+                          f"must be a multiple of the {num_processes} processes: each process takes batch_size / "
+                          f"{num_processes} groups (e.g. batch_size: "
+                          f"{math.ceil(batch_size / num_processes) * num_processes})")
+
+
+def use_cpu(cfg: TrainConfig) -> bool:
+    """Whether training runs on the CPU (``device: cpu``, or ``auto`` without CUDA)."""
+    return cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+
+
+def _warn_single_launched_process() -> None:
+    """Warn when ``accelerate launch`` asked for several processes but started this one alone.
+
+    ``accelerate launch --cpu --num_processes N`` (and ``--num_processes N`` alone without a GPU
+    config) runs one process unless ``--mpirun_hostfile`` is given; it still sets ``MASTER_ADDR``.
+    """
+    env = os.environ
+    spread = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+    if "ACCELERATE_MIXED_PRECISION" in env and "MASTER_ADDR" in env and not any(k in env for k in spread):
+        log.warning("accelerate launch started a single process: without --mpirun_hostfile, `accelerate launch "
+                    "--cpu --num_processes N` runs one process (the result is the same, only slower); start N CPU "
+                    "processes with `accelerate launch --multi_gpu --num_processes N` (torchrun; the processes "
+                    "train on the CPU when device is cpu, or auto without CUDA)")
+
+
+@contextlib.contextmanager
+def _quiet_unless(main: bool) -> Iterator[None]:
+    """Outside the main process, rankkit logs warnings and errors only (one copy of the progress logs)."""
+    logger = logging.getLogger("rankkit")
+    level = logger.level
+    if not main:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _get_rng() -> dict[str, Any]:
@@ -92,18 +206,25 @@ class _Loop:
     """State of one training run (kept in a class so checkpointing sees all of it)."""
 
     def __init__(self, cfg: TrainConfig, data: TrainingData, output: Path, show_progress: bool = True) -> None:
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DataLoaderConfiguration
         from transformers import get_linear_schedule_with_warmup
 
         self.cfg, self.data, self.output, self.show_progress = cfg, data, output, show_progress
         self.ckpt_root = output.parent / f"{output.name}.checkpoints"
-        cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        cpu = use_cpu(cfg)
+        # split_batches: batch_size is the global batch, so the scheduler steps once per optimiser
+        # step (accelerate's default steps it num_processes times, for per-process batches).
         self.acc = Accelerator(cpu=cpu, mixed_precision=mixed_precision(cfg.precision, "cpu" if cpu else "cuda"),
-                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+                               gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                               dataloader_config=DataLoaderConfiguration(split_batches=True))
+        self.main = self.acc.is_main_process
+        check_batch_size(cfg.batch_size, self.acc.num_processes)
+        self._configure_deepspeed(cfg.batch_size // self.acc.num_processes)
         seed_everything(cfg.seed)
-        self.scorer: Scorer = scorer_class(cfg.model.kind).build(cfg)
-        per_process = math.ceil(len(data.groups[0]) / (cfg.batch_size * self.acc.num_processes))
-        updates_per_epoch = math.ceil(per_process / cfg.gradient_accumulation_steps)
+        with self.acc.main_process_first():  # a model conversion or download happens once
+            self.scorer: Scorer = scorer_class(cfg.model.kind).build(cfg)
+        batches_per_epoch = math.ceil(len(data.groups[0]) / cfg.batch_size)
+        updates_per_epoch = math.ceil(batches_per_epoch / cfg.gradient_accumulation_steps)
         self.total = cfg.max_steps or cfg.epochs * updates_per_epoch
         self.objective = build_objective(cfg.objective)
         self.curriculum = Curriculum(cfg.curriculum, self.total, self.objective.pointwise) \
@@ -116,35 +237,78 @@ class _Loop:
         self.history: list[dict[str, Any]] = []
         self._resumed_rng: dict[str, Any] | None = None
 
+    def _configure_deepspeed(self, per_process: int) -> None:
+        """Under DeepSpeed: its per-process batch (no data loader goes through ``prepare``) and clipping; no ZeRO-3.
+
+        Not exercised by the tests (DeepSpeed is not installed in the test environment).
+        """
+        plugin = self.acc.state.deepspeed_plugin
+        if plugin is None:
+            return
+        if plugin.zero_stage == 3:
+            raise ConfigError("DeepSpeed ZeRO stage 3 shards the weights, which dev evaluation and model saving "
+                              "read whole on the main process: use ZeRO stage 1 or 2")
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = per_process
+        if plugin.is_auto("gradient_clipping"):
+            plugin.deepspeed_config["gradient_clipping"] = self.cfg.max_grad_norm
+
     @property
     def unwrapped(self) -> Any:
         """The scorer's model without accelerate's wrappers."""
         return self.acc.unwrap_model(self.model)
 
     def loader(self, epoch: int) -> Any:
+        """This process's batches of ``epoch`` from batch ``batch_in_epoch`` on (the ones before it are done).
+
+        Every process shuffles the epoch's groups the same way (seeded by ``(seed, epoch)``) and
+        takes its share of each global batch (:func:`process_shares`); each batch is a collated
+        dict with its ``loss_scale``. The loader is accelerate's ``DataLoaderShard``, so
+        gradient accumulation syncs at the end of each epoch.
+        """
+        from accelerate.data_loader import DataLoaderShard
+
         groups: list[TrainingGroup] = self.data.groups[epoch % len(self.data.groups)]
         order = np.random.default_rng([self.cfg.seed, epoch, 7]).permutation(len(groups))
-        dl = torch.utils.data.DataLoader([groups[i] for i in order], batch_size=self.cfg.batch_size,
-                                         shuffle=False, collate_fn=self.scorer.collate)
-        return self.acc.prepare_data_loader(dl)
+        shares = process_shares(len(groups), self.cfg.batch_size, self.acc.num_processes, self.acc.process_index)
+        batches = [([groups[order[i]] for i in idx], scale) for idx, scale in shares]
+        dl = DataLoaderShard(_Batches(batches[self.batch_in_epoch:]), device=self.acc.device, batch_size=None,
+                             collate_fn=self._collate)
+        return dl
+
+    def _collate(self, item: tuple[list[TrainingGroup], float]) -> dict[str, Any]:
+        groups, scale = item
+        batch = self.scorer.collate(groups)
+        batch["loss_scale"] = scale
+        return batch
 
     # --- checkpoints ----------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
-        self.acc.wait_for_everyone()
-        if not self.acc.is_main_process:
-            return
+        """Write ``step-<step>`` atomically: every process saves into a temporary folder, the main one renames it.
+
+        ``Accelerator.save_state`` is collective: the main process writes the model, optimiser and
+        scheduler, every process its own ``random_states_<rank>.pkl`` (so the checkpoint folder must
+        be on a file system that every process sees). The state file is written last, then the
+        folder is renamed into place, so a killed run never leaves a complete-looking partial one.
+        """
+        acc = self.acc
         final = self.ckpt_root / f"step-{self.step}"
         tmp = self.ckpt_root / f".tmp-step-{self.step}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.acc.save_state(str(tmp))
-        state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                 "best": self.best, "history": self.history}
-        (tmp / STATE_FILE).write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in _checkpoints(self.ckpt_root)[:-self.cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+        if self.main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if self.main:
+            state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                     "best": self.best, "history": self.history, "num_processes": acc.num_processes}
+            (tmp / STATE_FILE).write_text(json.dumps(state))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in _checkpoints(self.ckpt_root)[:-self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
 
     def resume(self) -> bool:
         found = _checkpoints(self.ckpt_root)
@@ -152,8 +316,13 @@ class _Loop:
             log.warning("--resume: no checkpoint under %s; starting from scratch", self.ckpt_root)
             return False
         last = found[-1]
-        self.acc.load_state(str(last))
         state = json.loads((last / STATE_FILE).read_text())
+        saved = state.get("num_processes", 1)
+        if saved != self.acc.num_processes:
+            raise ConfigError(f"--resume: checkpoint {last} was written by {saved} process(es), this run has "
+                              f"{self.acc.num_processes}; resume with the same number of processes (each one "
+                              "restores its own random state)")
+        self.acc.load_state(str(last))
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best, self.history = state["best"], state["history"]
         self._resumed_rng = _get_rng()
@@ -163,24 +332,34 @@ class _Loop:
     # --- evaluation -----------------------------------------------------------------
 
     def evaluate(self) -> None:
+        """Rerank the dev queries on the main process; every process records its value and the best so far."""
         if self.data.dev is None:
             return
         from rankkit.evaluate import evaluate
 
         model = self.unwrapped
-        known = self.data.dev.query_texts()
-        dev_run = Run({q: self.data.dev_run[q] for q in self.data.dev_run if q in known}, name=self.data.dev_run.name)
-        run = self.scorer.rerank(self.data.dev, dev_run, self.cfg.data.dev_depth, self.cfg.eval_batch_size,
-                                 str(self.acc.device))
-        model.train()
-        value = evaluate(run, self.data.dev.qrels, self.cfg.select_metric)[self.cfg.select_metric]
+        run, value = None, 0.0
+        if self.main:
+            known = self.data.dev.query_texts()
+            dev_run = Run({q: self.data.dev_run[q] for q in self.data.dev_run if q in known},
+                          name=self.data.dev_run.name)
+            device = self.acc.device  # torch.device("cpu", rank) under MULTI_CPU: the stages take "cpu"
+            run = self.scorer.rerank(self.data.dev, dev_run, self.cfg.data.dev_depth, self.cfg.eval_batch_size,
+                                     "cpu" if device.type == "cpu" else str(device))
+            model.train()
+            value = evaluate(run, self.data.dev.qrels, self.cfg.select_metric)[self.cfg.select_metric]
+        if self.acc.num_processes > 1:  # the others wait here for the main process's value
+            from accelerate.utils import broadcast_object_list
+
+            value = broadcast_object_list([value])[0]
         self.history.append({"step": self.step, f"dev_{self.cfg.select_metric}": round(value, 6)})
         log.info("step %d: dev %s = %.4f", self.step, self.cfg.select_metric, value)
-        if self.acc.is_main_process and (self.best is None or value > self.best):
+        if self.best is None or value > self.best:
             self.best = value
-            model.meta["dev"] = {"step": self.step, self.cfg.select_metric: value}
-            model.save(self.ckpt_root / "best")
-            run.to_trec(self.ckpt_root / "best-dev.trec", tag=self.scorer.kind)
+            if run is not None:
+                model.meta["dev"] = {"step": self.step, self.cfg.select_metric: value}
+                model.save(self.ckpt_root / "best")
+                run.to_trec(self.ckpt_root / "best-dev.trec", tag=self.scorer.kind)
 
     def should_eval(self, end_of_epoch: bool) -> bool:
         every = self.cfg.eval_every
@@ -194,13 +373,12 @@ class _Loop:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.total, initial=self.step, desc="train", unit="step",
-                   disable=not (self.show_progress and self.acc.is_local_main_process))
-        running: list[dict[str, float]] = []
+                   disable=not (self.show_progress and self.main))
+        running: list[tuple[float, dict[str, float]]] = []
         self.model.train()
         while self.step < self.total:
-            full = self.loader(self.epoch)
-            n_batches = len(full)
-            loader = self.acc.skip_first_batches(full, self.batch_in_epoch) if self.batch_in_epoch else full
+            loader = self.loader(self.epoch)
+            n_batches = self.batch_in_epoch + len(loader)
             batches: Any = iter(loader)
             if self._resumed_rng is not None:
                 # Starting a DataLoader iterator draws from torch's RNG (at the first batch), which the
@@ -217,9 +395,10 @@ class _Loop:
                     self.step += 1
                     bar.update(1)
                     if self.step % self.cfg.log_every == 0 or self.step == self.total:
+                        values = self.gather_logs(running)
                         entry: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
-                        entry.update({k: round(float(np.mean([r[k] for r in running if k in r])), 6)
-                                      for k in dict.fromkeys(k for r in running for k in r)})
+                        entry.update({k: round(float(np.mean([r[k] for r in values if k in r])), 6)
+                                      for k in dict.fromkeys(k for r in values for k in r)})
                         entry["lr"] = self.sched.get_last_lr()[0]
                         self.history.append(entry)
                         bar.set_postfix(loss=entry["loss"])
@@ -234,6 +413,14 @@ class _Loop:
                     break
         bar.close()
 
+    def gather_logs(self, running: list[tuple[float, dict[str, float]]]) -> list[dict[str, float]]:
+        """The logged values of each batch since the last log, over all processes (:func:`_merge_logs`)."""
+        if self.acc.num_processes == 1:
+            return _merge_logs([running])
+        from accelerate.utils import gather_object
+
+        return _merge_logs(gather_object([running]))
+
     def weights(self, batch: dict[str, Any], labels: torch.Tensor) -> torch.Tensor | None:
         """Curriculum weights times per-sample weights, shaped for the objective ([G, n] pointwise, else [G])."""
         weights = None
@@ -247,31 +434,37 @@ class _Loop:
             weights = sample if weights is None else weights * sample
         return weights
 
-    def train_batch(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One forward/backward pass (and an optimiser step when gradients sync); returns the logged values."""
+    def train_batch(self, batch: dict[str, Any]) -> tuple[float, dict[str, float]]:
+        """One forward/backward pass (and an optimiser step when gradients sync).
+
+        Returns this process's share of the global batch (0 for a padding share) and the logged values.
+        The loss is multiplied by the batch's ``loss_scale`` (:func:`process_shares`) before backward.
+        """
         self.objective.at_step(self.step, self.epoch)
+        scale = batch.pop("loss_scale", 1.0)
         with self.acc.accumulate(self.model):
             labels = batch["labels"].to(self.acc.device)
             if self.cfg.forward_chunk:
-                out = self.chunked_pass(batch, labels, self.cfg.forward_chunk)
+                out = self.chunked_pass(batch, labels, self.cfg.forward_chunk, scale)
             else:
                 scores, in_batch = self.scorer.forward(self.model, batch, self.acc.device)
                 out = self.objective(scores, labels, self.weights(batch, labels), in_batch=in_batch)
-                self.acc.backward(out.loss)
+                self.acc.backward(out.loss if scale == 1.0 else out.loss * scale)
             if self.acc.sync_gradients:
                 self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad()
-        return {"loss": float(out.loss.detach()), **out.logs}
+        return scale / self.acc.num_processes, {"loss": float(out.loss.detach()), **out.logs}
 
-    def chunked_pass(self, batch: dict[str, Any], labels: torch.Tensor, chunk: int) -> Any:
+    def chunked_pass(self, batch: dict[str, Any], labels: torch.Tensor, chunk: int, scale: float = 1.0) -> Any:
         """Forward and backward ``chunk`` pairs at a time (gradient caching; see ``TrainConfig.forward_chunk``).
 
         Pass 1 scores every chunk without gradients; the objective's gradient with respect to
         those scores is then pushed through each chunk re-run with gradients. Each chunk's
         random state (dropout) is replayed in pass 2, so both passes compute the same scores.
-        Under data parallelism gradients are synchronised once, at the last chunk.
+        Under data parallelism gradients are synchronised once, at the last chunk. ``scale``
+        multiplies the loss (a process's share of the global batch, :func:`process_shares`).
         """
         import contextlib
 
@@ -284,7 +477,7 @@ class _Loop:
                 parts.append(self.scorer.score_range(self.model, batch, self.acc.device, a, b).float())
         scores = torch.cat(parts).view(G, n).requires_grad_(True)
         out = self.objective(scores, labels, self.weights(batch, labels))
-        (grad,) = torch.autograd.grad(out.loss, scores)
+        (grad,) = torch.autograd.grad(out.loss if scale == 1.0 else out.loss * scale, scores)
         grad = grad.reshape(-1)
         after = _torch_rng()
         for i, ((a, b), state) in enumerate(zip(bounds, states)):
@@ -335,23 +528,49 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
     file). ``resume`` continues from the newest checkpoint of the same output.
     ``data`` skips loading (tests, experiments that share first-stage runs).
     ``show_progress: False`` hides the progress bars (the first stage's and training's).
+    Under ``accelerate launch`` every process calls it; the main process loads the data
+    first (so a first-stage index or run cache is built once), logs, shows progress and
+    writes the output; see the module docstring for how the batch is shared.
     """
+    from accelerate import PartialState
+
     start = time.perf_counter()
     base = Path(base_dir)
     output = Path(cfg.output) if Path(cfg.output).is_absolute() else base / cfg.output
     kind = scorer_class(cfg.model.kind)
     check_output(output, kind.config_file, cfg.model.kind, resume)
-    seed_everything(cfg.seed)
-    if data is None:
-        data = load_training_data(cfg, base, show_progress)
-    if cfg.curriculum.heuristic:
-        data = data.with_difficulty(Difficulty(data.run, cfg.curriculum.heuristic))
-    loop = _Loop(cfg, data, output, show_progress)
-    if not resume:
-        shutil.rmtree(loop.ckpt_root, ignore_errors=True)
-    elif loop.resume() and loop.step >= loop.total:
-        log.info("checkpoint already at the final step %d", loop.step)
-    loop.run()
+    state = PartialState(cpu=use_cpu(cfg))
+    check_batch_size(cfg.batch_size, state.num_processes)  # before any data loads
+    if state.num_processes == 1:
+        _warn_single_launched_process()
+    with _quiet_unless(state.is_main_process):
+        seed_everything(cfg.seed)
+        if data is None:
+            with state.main_process_first():
+                data = load_training_data(cfg, base, show_progress and state.is_main_process)
+        if cfg.curriculum.heuristic:
+            data = data.with_difficulty(Difficulty(data.run, cfg.curriculum.heuristic))
+        loop = _Loop(cfg, data, output, show_progress)
+        if not resume:
+            if loop.main:
+                shutil.rmtree(loop.ckpt_root, ignore_errors=True)
+            loop.acc.wait_for_everyone()
+        elif loop.resume() and loop.step >= loop.total:
+            log.info("checkpoint already at the final step %d", loop.step)
+        if state.num_processes > 1:
+            log.info("training on %d processes (%s), %d groups per process and step", state.num_processes,
+                     state.distributed_type.value, cfg.batch_size // state.num_processes)
+        loop.run()
+        loop.acc.wait_for_everyone()
+        interp = _finish(loop, kind, output, start) if loop.main else None
+        loop.acc.wait_for_everyone()
+    return TrainResult(output, loop.step, loop.best, interp, loop.history, time.perf_counter() - start,
+                       state.num_processes, loop.main)
+
+
+def _finish(loop: _Loop, kind: type[Scorer], output: Path, start: float) -> dict[str, Any] | None:
+    """Main process: pick the best dev model, choose the interpolation weight, write the model and its card."""
+    cfg, data = loop.cfg, loop.data
     best_dir = loop.ckpt_root / "best"
     model = kind.load(best_dir).model if best_dir.is_dir() else loop.unwrapped
     interp = None
@@ -370,10 +589,12 @@ def train_reranker(cfg: TrainConfig, base_dir: str | os.PathLike[str] = ".", *, 
     wall = time.perf_counter() - start
     model.meta["train"] = {"kind": cfg.model.kind, "objective": cfg.objective, "steps": loop.step, "seed": cfg.seed,
                            "curriculum": to_mapping(cfg.curriculum), "lora": to_mapping(cfg.lora)}
-    if loop.acc.is_main_process:
-        model.save(output)
-        card = run_card(to_mapping(cfg), cfg.seed, wall)
-        card.update({"history": loop.history, "best_dev": loop.best, "interpolation": interp,
-                     "groups_per_epoch": len(data.groups[0]), "steps": loop.step})
-        write_json(card, output / "train_card.json")
-    return TrainResult(output, loop.step, loop.best, interp, loop.history, wall)
+    model.save(output)
+    procs = loop.acc.num_processes
+    card = run_card(to_mapping(cfg), cfg.seed, wall)
+    card.update({"history": loop.history, "best_dev": loop.best, "interpolation": interp,
+                 "groups_per_epoch": len(data.groups[0]), "steps": loop.step, "num_processes": procs,
+                 "distributed_type": loop.acc.distributed_type.value,
+                 "batch_size_per_process": cfg.batch_size // procs})
+    write_json(card, output / "train_card.json")
+    return interp
