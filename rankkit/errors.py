@@ -51,3 +51,11 @@ class DatasetError(RankkitError, KeyError):
 
 class IndexMissingError(RankkitError, FileNotFoundError):
     """An index was asked for by path but is absent or incomplete on disk."""
+
+
+class IndexNotTrainedError(ConfigError):
+    """An approximate index that needs training (IVF) was searched or added to before ``train``.
+
+    A :class:`ConfigError` (and so a ``ValueError``); the message names the index kind and
+    says to call ``train(sample_vectors)`` first.
+    """

@@ -23,7 +23,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 100_000  # documents per encode call when indexing (bounds the texts held in memory)
 _RERANK_MODES = ("auto", "never", "always")
+_INDEX_KINDS = ("flat", "hnsw", "ivf_flat", "ivf_pq")
 
 
 class Encoder:
@@ -185,7 +186,15 @@ class DenseConfig(RerankerOptions):
     """Options of the dense stage (one source of truth for Python, YAML and CLI).
 
     ``model`` is any sentence-transformers / HF encoder or a bi-encoder folder trained by
-    rankkit. ``index`` is ``"flat"`` (exact) or ``"hnsw"``; ``rerank`` is ``"auto"``
+    rankkit. ``index`` is ``"flat"`` (exact), ``"hnsw"``, ``"ivf_flat"`` or ``"ivf_pq"``
+    (:mod:`rankkit.index.faiss`: HNSW takes ``hnsw_m``, ``ef_construction`` and, at search
+    time, ``ef_search``; IVF takes ``nlist`` (default about 4 * sqrt(corpus size)),
+    ``train_size`` (k-means sample, default 40 * nlist), for IVF-PQ ``pq_m`` (sub-quantizers,
+    dividing the embedding dimension; default the divisor nearest dim / 8) and ``pq_nbits``
+    (1 to 16, default 8), and at search time ``nprobe`` (default min(32, nlist), at most
+    ``nlist``)). Parameters that change the built index are part of its cache key;
+    ``nprobe`` and ``ef_search`` are not: they are applied to a cached index when it is
+    loaded, and are part of the run cache key instead. ``rerank`` is ``"auto"``
     (rescore an incoming run when there is one), ``"never"`` (always retrieve) or
     ``"always"`` (require an incoming run). As a reranker it rescores the top ``depth``
     candidates (default: all of them; with a ``depth``, ``keep_tail`` keeps the rest below
@@ -206,10 +215,15 @@ class DenseConfig(RerankerOptions):
     query_prefix: Annotated[str, Field(max_length=1000)] = ""
     doc_prefix: Annotated[str, Field(max_length=1000)] = ""
     hits: PositiveInt = 1000
-    index: Literal["flat", "hnsw"] = "flat"
+    index: Literal["flat", "hnsw", "ivf_flat", "ivf_pq"] = "flat"
     hnsw_m: Annotated[int, Field(ge=2)] = 32
     ef_construction: PositiveInt = 40
     ef_search: PositiveInt = 128
+    nlist: PositiveInt | None = None
+    nprobe: PositiveInt | None = None
+    pq_m: PositiveInt | None = None
+    pq_nbits: Annotated[int, Field(ge=1, le=16)] = 8
+    train_size: PositiveInt | None = None
     gpu: bool | Literal["auto"] = "auto"
     rerank: Literal["auto", "never", "always"] = "auto"
     encode_candidates: bool = False
@@ -221,8 +235,14 @@ class DenseConfig(RerankerOptions):
         check_pair(self.backend, self.precision)
         if self.hits < 1 or self.max_length < 1:
             raise ValueError("hits and max_length must be >= 1")
-        if self.index not in ("flat", "hnsw"):
-            raise ValueError(f"index must be 'flat' or 'hnsw', got {short_repr(self.index)}")
+        if self.index not in _INDEX_KINDS:
+            raise ValueError(f"index must be one of {', '.join(_INDEX_KINDS)}, got {short_repr(self.index)}")
+        if self.nlist is not None and self.nprobe is not None and self.nprobe > self.nlist:
+            raise ValueError(f"nprobe={self.nprobe} is larger than nlist={self.nlist}: an IVF search cannot scan "
+                             "more lists than the index has")
+        if (self.index.startswith("ivf") and self.nlist is not None and self.train_size is not None
+                and self.train_size < self.nlist):
+            raise ValueError(f"train_size={self.train_size} is smaller than nlist={self.nlist}")
         if self.rerank not in _RERANK_MODES:
             raise ValueError(f"rerank must be one of {', '.join(_RERANK_MODES)}, got {short_repr(self.rerank)}")
 
@@ -290,6 +310,8 @@ class Dense(Reranker):
                     "max_length": cfg.max_length, "normalize": cfg.normalize, "doc_prefix": cfg.doc_prefix,
                     "precision": self._precision(), "index": cfg.index,
                     "hnsw": [cfg.hnsw_m, cfg.ef_construction] if cfg.index == "hnsw" else None}
+            if cfg.index.startswith("ivf"):  # flat and HNSW keys stay as they were before the IVF kinds
+                spec["ivf"] = self._index_params(search=False)
             self._key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         return self._key
 
@@ -307,41 +329,74 @@ class Dense(Reranker):
 
             path = self.index_path
             try:
-                self._index = DenseIndex.load(path, gpu=self.config.gpu)
+                self._index = DenseIndex.load(path, gpu=self.config.gpu, nprobe=self.config.nprobe,
+                                              ef_search=self.config.ef_search)
                 log.info("%s: loaded cached dense index %s", self.name, path)
             except IndexMissingError:
-                self._index = self._build_index()
-                self._index.save(path)
+                self.build_index()
         return self._index
 
-    def _build_index(self) -> DenseIndex:
-        from rankkit.index.faiss import DenseIndex
+    def build_index(self, encode_docs: Callable[[list[Document]], np.ndarray] | None = None) -> DenseIndex:
+        """Encode the corpus, build its index and save it in the cache (replacing any copy there).
 
-        cfg, enc = self.config, self.encoder
+        ``encode_docs`` maps a list of documents to their vectors (default: this stage's
+        encoder); :func:`rankkit.scale.ray_encode.build_dense_index_on_ray` passes one that
+        encodes on Ray workers.
+        """
+        self._index = self._build_index(encode_docs)
+        self._index.save(self.index_path)
+        return self._index
+
+    def _build_index(self, encode_docs: Callable[[list[Document]], np.ndarray] | None = None) -> DenseIndex:
+        from rankkit.index.faiss import DenseIndex, check_params
+
+        cfg = self.config
+        if encode_docs is None:
+            enc = self.encoder
+            encode_docs, model_path, precision = enc.encode_docs, enc.model_path, enc.precision
+        else:
+            model_path, precision = resolve_model(cfg.model), self._precision()
+        # index settings (pq_m against the dimension too, when the encoder is here) fail before the corpus is encoded
+        check_params(dim=self._encoder.dim if self._encoder is not None else None, **self._index_params())
         start = time.perf_counter()
         docids: list[str] = []
         parts: list[np.ndarray] = []
         docs_iter = self.dataset.docs_iter()
         while chunk := list(itertools.islice(docs_iter, _CHUNK)):
             docids.extend(d.docid for d in chunk)
-            parts.append(enc.encode_docs(chunk))
+            parts.append(encode_docs(chunk))
         if not docids:
             raise DatasetError(f"dataset {self.dataset.name!r} has an empty corpus")
         emb = np.concatenate(parts) if len(parts) > 1 else parts[0]
         secs = time.perf_counter() - start
         log.info("%s: encoded %d docs in %.1f s (%.0f docs/s)", self.name, len(docids), secs, len(docids) / secs)
-        return DenseIndex.build(emb, docids, kind=cfg.index, hnsw_m=cfg.hnsw_m, ef_construction=cfg.ef_construction,
-                                ef_search=cfg.ef_search, gpu=cfg.gpu, model=enc.model_path,
+        return DenseIndex.build(emb, docids, **self._index_params(), gpu=cfg.gpu, model=model_path,
                                 settings={"max_length": cfg.max_length, "normalize": cfg.normalize,
-                                          "doc_prefix": cfg.doc_prefix, "precision": enc.precision,
+                                          "doc_prefix": cfg.doc_prefix, "precision": precision,
                                           "key": self.index_key()})
+
+    def _index_params(self, search: bool = True) -> dict[str, Any]:
+        """The :class:`~rankkit.index.faiss.DenseIndex` parameters of this configuration.
+
+        With ``search=False`` only those that change the built index (the cache key's
+        ``ivf`` part): ``nprobe`` and ``ef_search`` are left out.
+        """
+        cfg = self.config
+        params: dict[str, Any] = {"kind": cfg.index, "hnsw_m": cfg.hnsw_m, "ef_construction": cfg.ef_construction}
+        if cfg.index.startswith("ivf"):
+            params.update(nlist=cfg.nlist, train_size=cfg.train_size, seed=0)
+            if cfg.index == "ivf_pq":
+                params.update(pq_m=cfg.pq_m, pq_nbits=cfg.pq_nbits)
+        if not search:
+            return {k: v for k, v in params.items() if k not in ("kind", "hnsw_m", "ef_construction")}
+        return {**params, "ef_search": cfg.ef_search, "nprobe": cfg.nprobe}
 
     def with_hits(self, k: int) -> Stage | None:
         """A copy retrieving at most ``k`` hits (flat index only), sharing the loaded model and index.
 
         Not exact (``exact_hits`` is False): reranking an incoming run ignores ``hits``, so
-        the pipeline keeps the cutoff after the copy. ``None`` for an HNSW index, whose
-        search depth changes which neighbours it finds, and for ``rerank="always"``.
+        the pipeline keeps the cutoff after the copy. ``None`` for an approximate index
+        (HNSW's search depth changes which neighbours it finds) and for ``rerank="always"``.
         """
         cfg = self.config
         if cfg.index != "flat" or cfg.rerank == "always":
@@ -356,7 +411,8 @@ class Dense(Reranker):
         cfg = self.config
         return {"index": self.index_key(), "query_prefix": cfg.query_prefix, "hits": cfg.hits, "depth": cfg.depth,
                 "keep_tail": cfg.keep_tail, "ef_search": cfg.ef_search, "rerank": cfg.rerank,
-                "encode_candidates": cfg.encode_candidates}
+                "encode_candidates": cfg.encode_candidates,
+                **({"nprobe": cfg.nprobe} if cfg.index.startswith("ivf") else {})}
 
     def transform(self, queries: list[Query], run: Run | None) -> Run:
         mode = self.config.rerank

@@ -140,6 +140,42 @@ def test_tiny_retrieval_yaml_and_errors(tmp_path: Path) -> None:
         Dense(data, show_progress=False)(data.queries, Run({"q1": {"nope": 1.0}}))
 
 
+def test_ivf_index_options_keys_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _tiny()
+    enc = Encoder("minilm", device="cpu")
+    opts = {"hits": 3, "show_progress": False, "cache_dir": str(tmp_path), "gpu": False}
+    flat_run = Dense(data, encoder=enc, **opts)(data.queries)
+    ivf = Dense(data, encoder=enc, index="ivf_flat", **opts)  # nlist chosen for 5 docs: 1 list, so exhaustive
+    ivf_run = ivf(data.queries)
+    assert ivf.index.kind == "ivf_flat" and ivf.index.nlist == 1 and ivf.index.nprobe == 1
+    for qid in flat_run:
+        assert [d for d, _ in ivf_run.ranked(qid)] == [d for d, _ in flat_run.ranked(qid)]
+    # nprobe is search-time: same index (cache) key, another run key, applied when the cached index loads
+    a = Dense(data, encoder=enc, index="ivf_flat", nlist=2, nprobe=2, **opts)
+    a(data.queries)
+    b = Dense(data, encoder=enc, index="ivf_flat", nlist=2, nprobe=1, **opts)
+    assert a.index_key() == b.index_key() and a.cache_spec() != b.cache_spec()
+    monkeypatch.setattr(Encoder, "encode_docs", lambda self, docs: pytest.fail("corpus encoded again"))
+    assert b.index.nprobe == 1 and a.index.nprobe == 2 and b.index_path == a.index_path
+    assert Dense(data, index="ivf_flat", nlist=3, **opts).index_key() != a.index_key()
+    assert Dense(data, index="ivf_pq", nlist=2, **opts).index_key() != a.index_key()
+    assert Dense(data, index="ivf_pq", pq_m=8, **opts).index_key() != Dense(data, index="ivf_pq", **opts).index_key()
+    assert Dense(data, nlist=7, nprobe=3, **opts).index_key() == Dense(data, **opts).index_key()  # flat: unused
+    stage = build_stages([{"dense": {"index": "ivf_pq", "nlist": 4, "nprobe": 2, "pq_m": 48, "pq_nbits": 4,
+                                     "train_size": 100}}], data, base=tmp_path, where="test")[0]
+    assert (stage.config.index, stage.config.pq_m, stage.config.train_size) == ("ivf_pq", 48, 100)
+    with pytest.raises(ConfigError, match="nprobe=8 is larger than nlist=4"):
+        Dense(data, index="ivf_flat", nlist=4, nprobe=8)
+    with pytest.raises(ConfigError, match="pq_nbits"):
+        build_stages([{"dense": {"index": "ivf_pq", "pq_nbits": 20}}], data, base=tmp_path, where="test")
+    # checked against the encoder's dimension before the corpus is encoded (encode_docs would fail the test)
+    with pytest.raises(ConfigError, match="pq_m=5 does not divide the vector dimension 384"):
+        Dense(data, encoder=enc, index="ivf_pq", pq_m=5, **opts)(data.queries)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="at least 256 vectors"):  # 5 documents cannot train 8-bit PQ codebooks
+        Dense(data, encoder=enc, index="ivf_pq", **opts)(data.queries)
+
+
 # --- SciFact slice with the real MiniLM -----------------------------------------------------
 
 
