@@ -75,6 +75,29 @@ def datasets_cmd() -> None:
                if rows else "no dataset available offline; set RANKKIT_DATA_DIR")
 
 
+def _ray_options(fn: Any) -> Any:
+    """The --ray options shared by `index` and `retrieve`."""
+    fn = click.option("--ray-block-size", type=click.IntRange(min=1), default=None,
+                      help="Ray: queries (retrieve) or documents (index) per task.")(fn)
+    fn = click.option("--ray-workers", type=click.IntRange(min=1), default=None,
+                      help="Ray: number of workers (default: the cluster's CPUs).")(fn)
+    return click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                        help="Run on Ray: alone, a local cluster; or a cluster address (host:port, ray://..., "
+                             "auto). Needs the ray extra.")(fn)
+
+
+def _ray_settings(address: str | None, workers: int | None, block_size: int | None, default_block: int) -> Any:
+    """Ray settings from the CLI options, checked (address reachable) before any work; None without --ray."""
+    if address is None:
+        if workers is not None or block_size is not None:
+            raise click.UsageError("--ray-workers and --ray-block-size need --ray")
+        return None
+    from rankkit.scale.ray_backend import RaySettings, check_address
+
+    check_address(address)
+    return RaySettings(address=address, workers=workers, block_size=block_size or default_block)
+
+
 @app.command("index")
 @click.argument("dataset")
 @click.option("--split", default=None, help="Split of a local BEIR folder (the corpus is the same for all).")
@@ -84,9 +107,18 @@ def datasets_cmd() -> None:
 @click.option("--model", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
               help="Dense: encoder (HF id or local path).")
 @click.option("--output", type=click.Path(), default=None, help="Index folder (default: rankkit's cache).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_ray_options
 def index_cmd(dataset: str, split: str | None, kind: str, multifield: bool, threads: int, model: str,
-              output: str | None) -> None:
-    """Build (or find in the cache) the index of DATASET's corpus and print its path."""
+              output: str | None, quiet: bool, ray_address: str | None, ray_workers: int | None,
+              ray_block_size: int | None) -> None:
+    """Build (or find in the cache) the index of DATASET's corpus and print its path.
+
+    With --kind dense --ray the corpus is encoded in blocks on Ray workers, into one FAISS index.
+    """
+    ray_settings = _ray_settings(ray_address, ray_workers, ray_block_size, 1024)
+    if ray_settings is not None and kind != "dense":
+        raise click.UsageError("--ray encodes a dense index: use it with --kind dense")
     ds = _load(dataset, split)
     if kind == "lucene":
         from rankkit.index.lucene import LuceneIndex
@@ -96,8 +128,13 @@ def index_cmd(dataset: str, split: str | None, kind: str, multifield: bool, thre
     else:
         from rankkit.retrieve.dense import Dense
 
-        stage = Dense(ds, model=model)
-        index = stage.index  # built (encoding the corpus) or loaded from the cache
+        stage = Dense(ds, model=model, show_progress=not quiet)
+        if ray_settings is not None:
+            from rankkit.scale.ray_encode import build_dense_index_on_ray
+
+            index = build_dense_index_on_ray(stage, ray_settings, show_progress=not quiet)
+        else:
+            index = stage.index  # built (encoding the corpus) or loaded from the cache
         path = index.save(output) if output else stage.index_path
         click.echo(f"{path}\t{len(index)} docs")
 
@@ -113,13 +150,19 @@ def index_cmd(dataset: str, split: str | None, kind: str, multifield: bool, thre
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache stage outputs here.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_ray_options
 def retrieve_cmd(pipeline_path: str, dataset: str, split: str | None, output: str, tag: str | None,
-                 shard: str | None, num_queries: int | None, cache_dir: str | None, seed: int, quiet: bool) -> None:
-    """Run a pipeline YAML on a dataset's queries and write a TREC run (plus a run card JSON)."""
+                 shard: str | None, num_queries: int | None, cache_dir: str | None, seed: int, quiet: bool,
+                 ray_address: str | None, ray_workers: int | None, ray_block_size: int | None) -> None:
+    """Run a pipeline YAML on a dataset's queries and write a TREC run (plus a run card JSON).
+
+    With --ray the queries run in blocks on Ray workers (a local cluster, or the one at ADDRESS).
+    """
     from rankkit.pipeline import Pipeline
     from rankkit.runcard import run_card, seed_everything, write_json
 
     seed_everything(seed)
+    ray_settings = _ray_settings(ray_address, ray_workers, ray_block_size, 32)
     ds = _load(dataset, split)
     queries = ds.queries[:num_queries] if num_queries else ds.queries
     parts = _parse_shard(shard)
@@ -128,13 +171,21 @@ def retrieve_cmd(pipeline_path: str, dataset: str, split: str | None, output: st
     overrides: dict[str, Any] = {"show_progress": not quiet}
     if cache_dir:
         overrides["cache_dir"] = cache_dir
-    pipeline = Pipeline.from_yaml(pipeline_path, ds, **overrides)
+    pipeline: Any
+    if ray_settings is not None:
+        from rankkit.scale.ray_backend import RayPipeline
+
+        pipeline = RayPipeline(pipeline_path, dataset, split, ray_settings, seed=seed, show_progress=not quiet,
+                               **{k: v for k, v in overrides.items() if k != "show_progress"})
+    else:
+        pipeline = Pipeline.from_yaml(pipeline_path, ds, **overrides)
     t0 = time.perf_counter()
     run = pipeline(queries)
     wall = time.perf_counter() - t0
     run.to_trec(output, tag=tag or pipeline.name.replace(" ", "_"))
     card = run_card({"pipeline": str(pipeline_path), "dataset": dataset, "split": split, "shard": shard,
-                     "num_queries": len(queries)}, seed, wall)
+                     "num_queries": len(queries),
+                     "ray": None if ray_settings is None else vars(ray_settings)}, seed, wall)
     stats = pipeline.stats()
     if stats:
         card["stages"] = stats

@@ -1,4 +1,4 @@
-"""Layering: nothing used at inference imports training, the CLI, synthesis or robustness code.
+"""Layering: nothing used at inference (scale-out included) imports training, the CLI, synthesis or robustness code.
 
 Dependencies point down the flow (docs/architecture.md): ``train``, ``synth`` and ``robust``
 may use ``rerank``, ``retrieve``, ``llm``, ``index`` and ``data``, never the other way round.
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: packages and modules used at inference (a missing one, e.g. a package not created yet, is skipped)
 INFERENCE = ["rankkit/rerank", "rankkit/retrieve", "rankkit/index", "rankkit/llm", "rankkit/data",
              "rankkit/types.py", "rankkit/evaluate.py", "rankkit/cache.py", "rankkit/precision.py",
-             "rankkit/models.py"]
+             "rankkit/models.py", "rankkit/scale"]
 #: modules (and, with their submodules, packages) that inference code must not import
 FORBIDDEN = ["rankkit.train", "rankkit.cli", "rankkit.cli_train", "rankkit.synth", "rankkit.robust"]
 

@@ -113,8 +113,8 @@ class BM25(Stage):
         self._searcher: Any = None
         self._text_scorer: BM25TextScorer | None = None
         self.remove_query = self._resolve_remove_query()
-        #: What the last search did: ``removed_query_hits`` counts the hits dropped by ``remove_query``
-        #: (at most one per query: the document whose id is the query id).
+        #: Counters since the stage was built: ``removed_query_hits`` counts the hits dropped by ``remove_query``
+        #: (at most one per query and search: the document whose id is the query id).
         self.stats: dict[str, int] = {}
         self._removed: set[str] = set()
 
@@ -256,7 +256,8 @@ class BM25(Stage):
                     out.update(self._search_top(batch, depth))
                 bar.update(len(batch))
         removed = len(self._removed)
-        self.stats = {"removed_query_hits": removed} if self.remove_query else {}
+        if self.remove_query:  # cumulative, like every stage's counters (blocks of one job sum up)
+            self.stats["removed_query_hits"] = self.stats.get("removed_query_hits", 0) + removed
         if removed:
             log.info("%s: remove_query dropped %d hit(s) whose docid equals the query id (%d queries searched)",
                      self.name, removed, len(queries))
