@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -52,144 +51,30 @@ import faiss
 import numpy as np
 
 from rankkit.errors import ConfigError, IndexMissingError, IndexNotTrainedError
+from rankkit.index.faiss_params import (
+    APPROXIMATE_KINDS,
+    DEFAULT_NPROBE,
+    GPU_MAX_K,
+    IVF_KINDS,
+    KINDS,
+    MIN_POINTS_PER_CENTROID,
+    RECALL_K,
+    RECALL_SAMPLE,
+    TRAIN_POINTS_PER_CENTROID,
+    auto_nlist,
+    auto_pq_m,
+    check_int,
+    check_kind,
+    check_optional_int,
+    check_params,
+    gpu_plan,
+)
 from rankkit.trec import atomic_write
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "rankkit-index.json"
 FORMAT_VERSION = 1
-KINDS = ("flat", "hnsw", "ivf_flat", "ivf_pq")
-IVF_KINDS = ("ivf_flat", "ivf_pq")
-APPROXIMATE_KINDS = ("hnsw", "ivf_flat", "ivf_pq")
-GPU_KINDS = ("flat", "ivf_flat", "ivf_pq")  # FAISS has no GPU HNSW
-DEFAULT_NPROBE = 32  # lists scanned per query when nprobe is not given (capped at nlist)
-RECALL_K = 100
-RECALL_SAMPLE = 256
-_MIN_POINTS_PER_CENTROID = 39  # FAISS's k-means warns below this many training points per centroid
-_TRAIN_POINTS_PER_CENTROID = 40  # default training sample per centroid
-_GPU_MAX_K = 2048  # FAISS GPU k-selection limit (k and nprobe)
-
-
-def _gpu_plan(gpu: bool | str, kind: str) -> tuple[bool, str]:
-    """Whether to search on GPU, and why not; ``gpu=True`` without a usable GPU is an error.
-
-    Only ``faiss.get_num_gpus`` is called here: nothing touches a GPU.
-    """
-    if not (gpu == "auto" if isinstance(gpu, str) else isinstance(gpu, (bool, np.bool_))):
-        raise ConfigError(f"gpu must be True, False or 'auto', got {repr(gpu)[:80]}")
-    if gpu is False or gpu is np.False_:
-        return False, "gpu=False"
-    num = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if num == 0:
-        if gpu is not True and gpu is not np.True_:
-            return False, "FAISS sees no GPU"
-        raise ConfigError("gpu=True but FAISS sees no GPU (install faiss-gpu and a CUDA build)")
-    if kind not in GPU_KINDS:
-        if gpu is True or gpu is np.True_:
-            raise ConfigError(f"FAISS has no GPU version of a {kind!r} index; use gpu='auto' (it is then searched "
-                              f"on the CPU) or index 'flat', 'ivf_flat' or 'ivf_pq'")
-        return False, f"FAISS has no GPU {kind} index"
-    return True, ""
-
-
-def _check_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
-    """``value`` as an int if it is an integer (not a bool) in range, else :class:`ConfigError`."""
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum
-            or (maximum is not None and value > maximum)):
-        small = isinstance(value, (float, np.number)) or (isinstance(value, int) and value.bit_length() <= 64)
-        shown = repr(value)[:80] if small else f"a value of type {type(value).__name__}"
-        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ConfigError(f"{name} must be an integer {bound}, got {shown}")
-    return int(value)
-
-
-def _check_optional_int(value: Any, name: str, minimum: int) -> int | None:
-    """``None``, or ``value`` checked by :func:`_check_int`."""
-    return None if value is None else _check_int(value, name, minimum)
-
-
-def _check_kind(kind: Any) -> str:
-    if not isinstance(kind, str) or kind not in KINDS:
-        shown = repr(kind[:80]) if isinstance(kind, str) else f"of type {type(kind).__name__}"
-        raise ConfigError(f"unknown dense index kind {shown}; choose one of {', '.join(KINDS)}")
-    return kind
-
-
-def auto_nlist(count: int) -> int:
-    """The default number of IVF lists for ``count`` vectors: about ``4 * sqrt(count)``.
-
-    Capped at ``count // 39`` so that k-means has the 39 training points per centroid
-    FAISS asks for, and at least 1.
-    """
-    return max(1, min(round(4 * math.sqrt(count)), count // _MIN_POINTS_PER_CENTROID))
-
-
-def auto_pq_m(dim: int) -> int:
-    """The default number of PQ sub-quantizers for ``dim``: the divisor of ``dim`` nearest ``dim / 8``."""
-    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
-    return min(divisors, key=lambda m: (abs(m - dim / 8), -m))
-
-
-def _divisors_near(dim: int, target: float, count: int = 4) -> list[int]:
-    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
-    return sorted(sorted(divisors, key=lambda m: abs(m - target))[:count])
-
-
-def check_params(
-    kind: str,
-    dim: int | None = None,
-    *,
-    nlist: int | None = None,
-    nprobe: int | None = None,
-    pq_m: int | None = None,
-    pq_nbits: int = 8,
-    train_size: int | None = None,
-    hnsw_m: int = 32,
-    ef_construction: int = 40,
-    ef_search: int = 128,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Validate index parameters (cheap; call it before encoding a corpus) and return them normalised.
-
-    Every parameter is checked whatever the kind (so a typo never waits for another
-    kind); only ``kind``'s own ones constrain each other: ``nprobe <= nlist``, ``pq_m``
-    dividing ``dim`` (when ``dim`` is known), ``train_size`` at least ``nlist`` and, for
-    ``ivf_pq``, at least ``2 ** pq_nbits``. ``None`` for ``nlist``, ``nprobe``, ``pq_m`` or
-    ``train_size`` means "choose automatically" (see :meth:`DenseIndex.build`).
-    Raises :class:`~rankkit.errors.ConfigError` naming the parameter and value.
-    """
-    kind = _check_kind(kind)
-    dim = _check_optional_int(dim, "dim", 1)
-    p: dict[str, Any] = {
-        "kind": kind,
-        "nlist": _check_optional_int(nlist, "nlist", 1),
-        "nprobe": _check_optional_int(nprobe, "nprobe", 1),
-        "pq_m": _check_optional_int(pq_m, "pq_m", 1),
-        "pq_nbits": _check_int(pq_nbits, "pq_nbits", 1, 16),
-        "train_size": _check_optional_int(train_size, "train_size", 1),
-        "hnsw_m": _check_int(hnsw_m, "hnsw_m", 2),
-        "ef_construction": _check_int(ef_construction, "ef_construction", 1),
-        "ef_search": _check_int(ef_search, "ef_search", 1),
-        "seed": _check_int(seed, "seed", 0, 2**32 - 1),
-    }
-    if kind in IVF_KINDS:
-        if p["nlist"] is not None and p["nprobe"] is not None and p["nprobe"] > p["nlist"]:
-            raise ConfigError(f"nprobe={p['nprobe']} is larger than nlist={p['nlist']}: an IVF search cannot scan "
-                              "more lists than the index has; lower nprobe or raise nlist")
-        if p["nlist"] is not None and p["train_size"] is not None and p["train_size"] < p["nlist"]:
-            raise ConfigError(f"train_size={p['train_size']} is smaller than nlist={p['nlist']}: k-means needs at "
-                              "least one training vector per list")
-    if kind == "ivf_pq":
-        if dim is not None and p["pq_m"] is not None and dim % p["pq_m"]:
-            raise ConfigError(f"pq_m={p['pq_m']} does not divide the vector dimension {dim} (each sub-quantizer "
-                              f"codes dim / pq_m dimensions); divisors of {dim} near it: "
-                              f"{', '.join(map(str, _divisors_near(dim, p['pq_m'])))}")
-        if p["train_size"] is not None and p["train_size"] < 2 ** p["pq_nbits"]:
-            raise ConfigError(f"train_size={p['train_size']} is smaller than 2**pq_nbits={2 ** p['pq_nbits']}: each "
-                              "product-quantizer codebook needs one training vector per centroid")
-    return p
-
-
 class DenseIndex:
     """Docids, their embeddings and a FAISS inner-product index over them.
 
@@ -215,15 +100,15 @@ class DenseIndex:
         settings: dict[str, Any] | None = None,
         gpu: bool | str = "auto",
     ) -> None:
-        self.kind = _check_kind(kind)
+        self.kind = check_kind(kind)
         self.index = index
         self.docids: list[str] = list(docids)
         self._parts: list[np.ndarray] = [embeddings]
-        self.ef_search = _check_int(ef_search, "ef_search", 1)
+        self.ef_search = check_int(ef_search, "ef_search", 1)
         self.model = model
         self.settings: dict[str, Any] = dict(settings or {})
         self.gpu = gpu
-        self._gpu_wanted, self._cpu_reason = _gpu_plan(gpu, self.kind)
+        self._gpu_wanted, self._cpu_reason = gpu_plan(gpu, self.kind)
         self._rows: dict[str, int] | None = None
         self._search_index: Any = None  # the index searched (a GPU copy or self.index); None: not prepared
         self._train_size: int | None = self.settings.get("train_size")
@@ -271,7 +156,7 @@ class DenseIndex:
     def nprobe(self, value: int) -> None:
         if self.kind not in IVF_KINDS:
             raise ConfigError(f"nprobe applies to IVF indexes only, not to a {self.kind!r} index")
-        value = _check_int(value, "nprobe", 1)
+        value = check_int(value, "nprobe", 1)
         if value > self.nlist:  # type: ignore[operator]
             raise ConfigError(f"nprobe={value} is larger than nlist={self.nlist}: an IVF search cannot scan more "
                               "lists than the index has; lower nprobe or raise nlist")
@@ -319,10 +204,10 @@ class DenseIndex:
         ``ef_search`` is its search breadth. Flat and HNSW need no training. The
         parameters are checked (:func:`check_params`) before anything is allocated.
         """
-        dim = _check_int(dim, "dim", 1)
+        dim = check_int(dim, "dim", 1)
         p = check_params(kind, dim, nlist=nlist, nprobe=nprobe, pq_m=pq_m, pq_nbits=pq_nbits, train_size=train_size,
                          hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search, seed=seed)
-        _gpu_plan(gpu, kind)
+        gpu_plan(gpu, kind)
         if kind in IVF_KINDS and p["nlist"] is None:
             raise ConfigError(f"nlist is required to create an {kind} index (DenseIndex.build chooses about "
                               "4 * sqrt(n) when it is not given)")
@@ -362,9 +247,9 @@ class DenseIndex:
         return x
 
     def _default_train_size(self) -> int:
-        size = _TRAIN_POINTS_PER_CENTROID * int(self.nlist or 1)
+        size = TRAIN_POINTS_PER_CENTROID * int(self.nlist or 1)
         if self.kind == "ivf_pq":
-            size = max(size, _TRAIN_POINTS_PER_CENTROID * 2 ** int(self.index.pq.nbits))
+            size = max(size, TRAIN_POINTS_PER_CENTROID * 2 ** int(self.index.pq.nbits))
         return size
 
     def train(self, sample_vectors: np.ndarray) -> DenseIndex:
@@ -400,10 +285,10 @@ class DenseIndex:
             x = x[rows]
         x = np.ascontiguousarray(x, dtype=np.float32)
         for centroids, what in ((nlist, f"nlist={nlist} lists"), (ksub, f"{ksub} PQ centroids")):
-            if centroids and size < _MIN_POINTS_PER_CENTROID * centroids:
+            if centroids and size < MIN_POINTS_PER_CENTROID * centroids:
                 log.warning("training the %s index on %d vectors for %s: FAISS advises at least %d "
                             "(39 per centroid); quality may suffer", self.kind, size, what,
-                            _MIN_POINTS_PER_CENTROID * centroids)
+                            MIN_POINTS_PER_CENTROID * centroids)
         start = time.perf_counter()
         self.index.train(x)
         self.settings["trained_on"] = size
@@ -480,8 +365,8 @@ class DenseIndex:
         p = check_params(kind, None, nlist=nlist, nprobe=nprobe, pq_m=pq_m, pq_nbits=pq_nbits,
                          train_size=train_size, hnsw_m=hnsw_m, ef_construction=ef_construction,
                          ef_search=ef_search, seed=seed)
-        recall_k = _check_int(recall_k, "recall_k", 1)
-        recall_sample = _check_int(recall_sample, "recall_sample", 0)
+        recall_k = check_int(recall_k, "recall_k", 1)
+        recall_sample = check_int(recall_sample, "recall_sample", 0)
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(docids):
             raise ConfigError(f"embeddings of shape {emb.shape} do not match {len(docids)} docids")
@@ -562,7 +447,7 @@ class DenseIndex:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ConfigError(f"query vectors have dimension {q.shape[-1] if q.ndim else 0}, the index {self.dim}")
-        k = min(_check_int(k, "k", 0), len(self))
+        k = min(check_int(k, "k", 0), len(self))
         self._require_trained("search")
         if k < 1 or len(q) == 0:
             return np.zeros((len(q), max(k, 0)), dtype=np.float32), [[] for _ in range(len(q))]
@@ -573,7 +458,7 @@ class DenseIndex:
             if self._search_index is None:
                 self._prepare_search()
             index = self._search_index
-            if index is not self.index and (k > _GPU_MAX_K or (self._nprobe or 0) > _GPU_MAX_K):
+            if index is not self.index and (k > GPU_MAX_K or (self._nprobe or 0) > GPU_MAX_K):
                 index = self.index  # beyond the GPU's k-selection limit
             scores, labels = index.search(q, k)
         scores[labels < 0] = -np.inf
@@ -600,8 +485,8 @@ class DenseIndex:
         The value is logged and kept in ``settings["recall_at_k"]`` (with k, the query
         count and source, and the search parameters). An exact (flat) index gives 1.0.
         """
-        k = _check_int(k, "k", 1)
-        sample = _check_int(sample, "sample", 1)
+        k = check_int(k, "k", 1)
+        sample = check_int(sample, "sample", 1)
         self._require_trained("measure the recall of")
         if not len(self):
             raise ConfigError(f"cannot measure the recall of an empty {self.kind} index")
@@ -703,8 +588,8 @@ class DenseIndex:
         (``None``: as saved); they change the search only, never the index.
         """
         path = Path(path)
-        _check_optional_int(nprobe, "nprobe", 1)
-        _check_optional_int(ef_search, "ef_search", 1)
+        check_optional_int(nprobe, "nprobe", 1)
+        check_optional_int(ef_search, "ef_search", 1)
         if not path.is_dir():
             raise IndexMissingError(f"no dense index at {path}")
         if not cls.is_complete(path):
