@@ -212,6 +212,22 @@ def _stats_delta(before: dict[str, dict[str, int]], after: dict[str, dict[str, i
             for stage, counts in after.items()}
 
 
+def start_workers(ray: Any, actors: list[Any]) -> list[int]:
+    """Wait for freshly created actors to start; their process ids. A worker that cannot start
+    (its constructor raised, e.g. a model missing on that node) is a :class:`RayBlockError`."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    try:
+        return list(ray.get([a.pid.remote() for a in actors]))
+    except (RayActorError, RayTaskError) as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, RankkitError):
+            raise cause from None
+        detail = str(cause or exc).strip().splitlines()
+        raise RayBlockError(f"a Ray worker could not start: {detail[-1] if detail else type(exc).__name__} "
+                            "(run without --ray to see the whole error)") from None
+
+
 def _describe_block(block: Sequence[tuple[str, str]] | Sequence[Any], index: int, total: int, what: str) -> str:
     first = block[0][0] if block and isinstance(block[0], tuple) else ""
     where = f", first {what} {first!r}" if first else ""
@@ -303,7 +319,7 @@ class RayPipeline(Stage):
             actors = [actor_cls.remote(self.pipeline_path, self.dataset_id, self.split, self.overrides, env,
                                        self.seed) for _ in range(workers)]
             try:
-                self.worker_pids = ray.get([a.pid.remote() for a in actors])
+                self.worker_pids = start_workers(ray, actors)
                 refs = []
                 for i, block in enumerate(blocks):  # round robin: each actor runs its queue in order
                     incoming = {q: dict(run[q]) for q, _ in block if q in run} if run is not None else None

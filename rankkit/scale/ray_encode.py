@@ -24,6 +24,7 @@ from rankkit.scale.ray_backend import (
     _worker_env,
     check_address,
     ray_session,
+    start_workers,
 )
 from rankkit.types import Document
 
@@ -75,7 +76,7 @@ class RayEncoder:
             actor_cls = self._ray.remote(_EncoderWorker).options(**options)
             env = _worker_env(self.settings.cpus_per_worker)
             self._actors = [actor_cls.remote(self.options, env) for _ in range(workers)]
-            self.worker_pids = self._ray.get([a.pid.remote() for a in self._actors])
+            self.worker_pids = start_workers(self._ray, self._actors)
             log.info("encoding on %d Ray workers", workers)
         except BaseException:
             self.__exit__(None, None, None)

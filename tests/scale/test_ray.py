@@ -186,3 +186,12 @@ def test_local_and_auto_addresses_need_no_connection() -> None:
 def test_bad_ray_settings_name_the_key(settings: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         RaySettings(**settings)
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(cluster, tmp_path: Path) -> None:
+    from rankkit.errors import RankkitError
+    from rankkit.scale.ray_encode import RayEncoder
+
+    with pytest.raises(RankkitError, match="a Ray worker could not start: .*no-such-model"):
+        with RayEncoder({"model": str(tmp_path / "no-such-model")}, RaySettings(workers=1), show_progress=False):
+            pass
