@@ -35,7 +35,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -110,6 +110,43 @@ def start_jvm() -> None:
         _quiet_java_logging()
         _JVM_READY = True
         log.debug("JVM started with JAVA_HOME=%s", java_home)
+
+
+#: Signals the JVM raises and handles itself (implicit null checks, safepoints) or uses to report a crash
+_JVM_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT", "SIGTRAP")
+
+
+@contextlib.contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Restore this process's handlers of the JVM's signals when the block ends.
+
+    The JVM handles SIGSEGV itself (implicit null checks, safepoint polls), so a native
+    library that installs its own crash handler breaks it: ``ray.init`` installs abseil's
+    failure handler over the JVM's, and ``ray.shutdown`` resets the handlers to the default,
+    and either way the JVM's next deliberate SIGSEGV kills the process (measured: BM25
+    searches after ``ray.init`` or ``ray.shutdown`` in a process with a JVM abort). Code
+    that starts or stops such a library wraps the call in this. The raw ``sigaction`` state
+    is saved and put back through libc (Linux); elsewhere this does nothing.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved: dict[int, Any] = {}
+    for name in _JVM_SIGNALS:
+        number = int(getattr(signal, name))
+        state = ctypes.create_string_buffer(512)  # larger than glibc's struct sigaction (152 bytes on x86-64)
+        if libc.sigaction(number, None, state) == 0:
+            saved[number] = state
+    try:
+        yield
+    finally:
+        for number, state in saved.items():
+            libc.sigaction(number, state, None)
 
 
 def _quiet_java_logging() -> None:

@@ -139,15 +139,19 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address is None and settings.workers:
         kwargs["num_cpus"] = max(1, math.ceil(settings.workers * settings.cpus_per_worker))
+    from rankkit.index.lucene import keep_signal_handlers  # Ray's crash handler would break a JVM here
+
     try:
-        ray.init(address=address, **kwargs)
+        with keep_signal_handlers():
+            ray.init(address=address, **kwargs)
     except ConnectionError as exc:
         raise RayAddressError(f"cannot connect to Ray at {address!r}: {exc}") from None
     log.info("Ray %s: %s", "joined" if address else "started a local cluster", ray.cluster_resources())
     try:
         yield ray
     finally:
-        ray.shutdown()
+        with keep_signal_handlers():
+            ray.shutdown()
 
 
 def _actor_options(ray: Any, settings: RaySettings) -> tuple[int, dict[str, Any]]:

@@ -28,12 +28,38 @@ from rankkit.scale.ray_backend import (  # noqa: E402
 )
 
 
+def _crash_handlers() -> list[bytes]:
+    """The handler addresses of the JVM's signals in this process (the first field of sigaction's struct)."""
+    import ctypes
+
+    from rankkit.index.lucene import _JVM_SIGNALS
+
+    libc, out = ctypes.CDLL(None), []
+    for name in _JVM_SIGNALS:
+        state = ctypes.create_string_buffer(512)
+        libc.sigaction(int(getattr(signal, name)), None, state)
+        out.append(state.raw[:ctypes.sizeof(ctypes.c_void_p)])
+    return out
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster with 2 CPUs (so 2 single-CPU workers), shared by this module."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    """A local Ray cluster with 2 CPUs (so 2 single-CPU workers), shared by this module.
+
+    Started and stopped as rankkit does (`keep_signal_handlers`): this process runs the JVM
+    for BM25, whose SIGSEGV handling Ray's crash handler would otherwise break.
+    """
+    from rankkit.index.lucene import keep_signal_handlers
+
+    before = _crash_handlers()
+    with keep_signal_handlers():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    assert _crash_handlers() == before, "ray.init changed the crash-signal handlers"
     yield ray
-    ray.shutdown()
+    before = _crash_handlers()
+    with keep_signal_handlers():
+        ray.shutdown()
+    assert _crash_handlers() == before, "ray.shutdown changed the crash-signal handlers"
 
 
 @pytest.fixture(scope="module")
