@@ -36,7 +36,9 @@ def test_every_grpo_setting_reaches_trl(tmp_path: Path) -> None:
         GRPOSettings(num_generations=3, per_device_train_batch_size=8)
 
 
-def test_one_precision_maps_to_trl_flags(tmp_path: Path) -> None:
+def test_one_precision_maps_to_trl_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
     from rankkit.train.llm_config import SetwiseSFTConfig
     from rankkit.train.setwise_common import trl_args
 
@@ -48,7 +50,11 @@ def test_one_precision_maps_to_trl_flags(tmp_path: Path) -> None:
     sft = trl_args(SetwiseSFTConfig(precision="fp32", **cpu), SetwiseSFTConfig().sft)
     assert (sft["bf16"], sft["fp16"], sft["use_cpu"], sft["seed"]) == (False, False, True, 42)
     assert trl_args(RankR1Config(precision="fp16", device="cuda"), GRPOSettings())["fp16"]
-    assert trl_args(RankR1Config(device="cuda"), GRPOSettings())["bf16"]  # auto on CUDA: bf16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU with bf16 support
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert trl_args(RankR1Config(device="cuda"), GRPOSettings())["bf16"]  # auto on CUDA: bf16 where supported
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert trl_args(RankR1Config(device="cuda"), GRPOSettings())["fp16"]  # before Ampere: fp16
     with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, fp16, got 'bfloat16'"):
         RankR1Config(precision="bfloat16")
 
